@@ -1,0 +1,65 @@
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import { outputPlugins } from '../../outputs/registry.ts';
+import { sourcePlugins } from '../sources/registry.ts';
+import { duration } from './types.ts';
+
+const componentName = z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'names are lowercase letters, digits, _ and -');
+
+function pluginUnion<T extends Record<string, { schema: z.ZodObject }>>(plugins: T) {
+  const schemas = Object.values(plugins).map((p) => p.schema);
+  return z.discriminatedUnion('type', schemas as unknown as [T[keyof T]['schema'], ...T[keyof T]['schema'][]]);
+}
+
+export const configSchema = z
+  .strictObject({
+    node_name: z
+      .string()
+      .nullish()
+      .transform((v) => (v ? v : hostname())),
+    data_dir: z.string().min(1).default('/var/lib/telemetry-agent'),
+    log_level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+    /** SIGTERM to exit: stop reading, flush outputs, write checkpoints; past this, exit anyway. */
+    shutdown_timeout: duration('30s').default(30_000),
+    server: z
+      .strictObject({
+        listen: z
+          .string()
+          .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'expected host:port, like 0.0.0.0:9464')
+          .default('0.0.0.0:9464'),
+      })
+      .prefault({}),
+    kubernetes: z
+      .strictObject({
+        mode: z.enum(['auto', 'in_cluster', 'kubeconfig', 'disabled']).default('auto'),
+        kubeconfig: z.string().nullish(),
+      })
+      .prefault({}),
+    sources: z.record(componentName, pluginUnion(sourcePlugins)).default({}),
+    outputs: z.record(componentName, pluginUnion(outputPlugins)).default({}),
+  })
+  .superRefine((cfg, ctx) => {
+    const sources = Object.keys(cfg.sources);
+    const consumed = new Set<string>();
+    for (const [name, out] of Object.entries(cfg.outputs)) {
+      out.inputs.forEach((input, i) => {
+        consumed.add(input);
+        if (!cfg.sources[input]) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['outputs', name, 'inputs', i],
+            message: `unknown source ${JSON.stringify(input)} (sources: ${sources.join(', ') || 'none'})`,
+          });
+        }
+      });
+    }
+    // Records no output takes would be read, acknowledged and lost: refuse rather than discard silently.
+    for (const name of sources) {
+      if (!consumed.has(name)) {
+        ctx.addIssue({ code: 'custom', path: ['sources', name], message: 'no output lists this source in its inputs' });
+      }
+    }
+    if (sources.length === 0) ctx.addIssue({ code: 'custom', path: ['sources'], message: 'at least one source is needed' });
+  });
+
+export type AgentConfig = z.infer<typeof configSchema>;

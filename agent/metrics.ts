@@ -1,0 +1,55 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * The agent's own metrics: the names of design.md are product surface (dashboards and alerts
+ * depend on them), so they are declared here once and handed to every component.
+ */
+export class SelfMetrics {
+  readonly registry = new Registry();
+
+  readonly sourceRecords = this.counter('telemetry_agent_source_records_total', 'Records produced by a source.', ['source']);
+  readonly sourceBytes = this.counter('telemetry_agent_source_bytes_total', 'Raw bytes read by a source.', ['source']);
+  readonly outputRecords = this.counter('telemetry_agent_output_records_total', 'Records handled by an output, by outcome.', ['output', 'status']);
+  readonly outputBytes = this.counter('telemetry_agent_output_bytes_total', 'Encoded bytes an output wrote or sent.', ['output']);
+  readonly outputRetries = this.counter('telemetry_agent_output_retries_total', 'Batches an output tried again after a failure.', ['output']);
+  readonly outputRequestDuration = this.histogram(
+    'telemetry_agent_output_request_duration_seconds',
+    'Time an output took to accept one batch.',
+    ['output'],
+    [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+  );
+  readonly bufferBytes = this.gauge('telemetry_agent_buffer_bytes', 'Bytes waiting in an output buffer.', ['output', 'type']);
+  readonly bufferRecords = this.gauge('telemetry_agent_buffer_records', 'Records waiting in an output buffer.', ['output', 'type']);
+  readonly droppedRecords = this.counter('telemetry_agent_dropped_records_total', 'Records dropped on purpose, by reason.', ['component', 'reason']);
+  readonly parseErrors = this.counter('telemetry_agent_parse_errors_total', 'Lines a parser could not parse (kept as raw records).', ['source', 'parser']);
+  readonly truncatedRecords = this.counter('telemetry_agent_truncated_records_total', 'Lines cut at max_line_bytes (kept, marked truncated).', ['source']);
+  readonly filesTailed = this.gauge('telemetry_agent_files_tailed', 'Files a source is tailing.', ['source']);
+  readonly openFiles = this.gauge('telemetry_agent_open_files', 'File descriptors a source holds open.', ['source']);
+  readonly tailLagBytes = this.gauge('telemetry_agent_tail_lag_bytes', 'Bytes on disk a source has not read yet.', ['source']);
+  readonly unackedBytes = this.gauge('telemetry_agent_source_unacked_bytes', 'Bytes read but not yet accepted by every output.', ['source']);
+  readonly checkpointWrites = this.counter('telemetry_agent_checkpoint_writes_total', 'Checkpoint files written.', ['source']);
+  readonly checkpointErrors = this.counter('telemetry_agent_checkpoint_errors_total', 'Checkpoint writes that failed (retried on the next interval).', ['source']);
+  readonly fileErrors = this.counter('telemetry_agent_file_errors_total', 'Files a source could not open, stat or read, by reason.', ['source', 'reason']);
+  readonly kubeWatchRestarts = this.counter('telemetry_agent_kube_watch_restarts_total', 'Kubernetes watches restarted, by reason.', ['resource', 'reason']);
+  readonly configReloads = this.counter('telemetry_agent_config_reloads_total', 'Config reloads, by result.', ['result']);
+  readonly leader = this.gauge('telemetry_agent_leader', '1 on the agent that leads cluster-scoped work.', []);
+  readonly buildInfo = this.gauge('telemetry_agent_build_info', 'Always 1; labels carry the version.', ['version', 'node_version']);
+
+  constructor(version: string) {
+    collectDefaultMetrics({ register: this.registry });
+    this.buildInfo.set({ version, node_version: process.version }, 1);
+    this.leader.set(0);
+    this.configReloads.inc({ result: 'success' }, 0);
+    this.configReloads.inc({ result: 'failure' }, 0);
+  }
+
+  private counter<L extends string>(name: string, help: string, labelNames: L[]) {
+    return new Counter<L>({ name, help, labelNames, registers: [this.registry] });
+  }
+  private gauge<L extends string>(name: string, help: string, labelNames: L[]) {
+    return new Gauge<L>({ name, help, labelNames, registers: [this.registry] });
+  }
+  private histogram<L extends string>(name: string, help: string, labelNames: L[], buckets: number[]) {
+    return new Histogram<L>({ name, help, labelNames, buckets, registers: [this.registry] });
+  }
+}

@@ -1,0 +1,167 @@
+import type { Output } from '../outputs/output.ts';
+import type { Logger } from './log.ts';
+import type { SelfMetrics } from './metrics.ts';
+import { BatchAck, type LogRecord, type RecordBatch } from './record.ts';
+
+/** What a source sees of the pipeline: hand over records, learn when to slow down. */
+export interface Emitter {
+  /**
+   * Routes records to every output that lists the source. `onAccepted` fires once all of them
+   * accepted. The returned promise resolves when the outputs have room for more.
+   */
+  emit(records: LogRecord[], bytes: number, onAccepted: () => void): Promise<void>;
+}
+
+interface Queued {
+  batch: RecordBatch;
+}
+
+/**
+ * Feeds one output in order, retrying a batch it rejected (with backoff) rather than dropping it,
+ * and holding at most `maxQueuedBytes` so a slow output slows its sources instead of growing memory.
+ */
+export class OutputRunner {
+  readonly output: Output;
+  private readonly metrics: SelfMetrics;
+  private readonly log: Logger;
+  private readonly maxQueuedBytes: number;
+  private readonly queue: Queued[] = [];
+  private queuedBytes = 0;
+  private running = false;
+  private closing = false;
+  private roomWaiters: (() => void)[] = [];
+  private idleWaiters: (() => void)[] = [];
+  private readonly retryInitialMs: number;
+  private readonly retryMaxMs: number;
+
+  constructor(output: Output, metrics: SelfMetrics, log: Logger, opts: { maxQueuedBytes: number; retryInitialMs?: number; retryMaxMs?: number }) {
+    this.output = output;
+    this.metrics = metrics;
+    this.log = log;
+    this.maxQueuedBytes = opts.maxQueuedBytes;
+    this.retryInitialMs = opts.retryInitialMs ?? 250;
+    this.retryMaxMs = opts.retryMaxMs ?? 30_000;
+  }
+
+  get hasRoom(): boolean {
+    return this.queuedBytes < this.maxQueuedBytes;
+  }
+
+  get idle(): boolean {
+    return !this.running && this.queue.length === 0;
+  }
+
+  waitForRoom(): Promise<void> {
+    if (this.hasRoom) return Promise.resolve();
+    return new Promise((resolve) => this.roomWaiters.push(resolve));
+  }
+
+  enqueue(batch: RecordBatch): void {
+    this.queue.push({ batch });
+    this.queuedBytes += batch.bytes;
+    this.updateGauges();
+    if (!this.running) void this.run();
+  }
+
+  /** Resolves when everything queued was accepted, or after `timeoutMs`; true when drained. */
+  drain(timeoutMs: number): Promise<boolean> {
+    if (this.idle) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      this.idleWaiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  /** Stop retrying: a shutdown past its deadline leaves the rest to the checkpoint (read again next start). */
+  abandon(): void {
+    this.closing = true;
+  }
+
+  private async run(): Promise<void> {
+    this.running = true;
+    const name = this.output.name;
+    while (this.queue.length > 0 && !this.closing) {
+      const { batch } = this.queue[0]!;
+      let attempt = 0;
+      for (;;) {
+        const started = process.hrtime.bigint();
+        try {
+          const bytes = await this.output.write(batch);
+          this.metrics.outputRequestDuration.observe({ output: name }, Number(process.hrtime.bigint() - started) / 1e9);
+          this.metrics.outputRecords.inc({ output: name, status: 'sent' }, batch.records.length);
+          this.metrics.outputBytes.inc({ output: name }, bytes);
+          break;
+        } catch (err) {
+          this.metrics.outputRecords.inc({ output: name, status: 'failed' }, batch.records.length);
+          if (this.closing) break;
+          const delay = Math.min(this.retryMaxMs, this.retryInitialMs * 2 ** attempt++) * (0.5 + Math.random() / 2);
+          this.log.warn(`output ${name}: write failed (${(err as Error).message}); retrying in ${Math.round(delay)} ms`);
+          this.metrics.outputRetries.inc({ output: name });
+          await new Promise((r) => setTimeout(r, delay));
+          if (this.closing) break;
+        }
+      }
+      if (this.closing) break;
+      this.queue.shift();
+      this.queuedBytes -= batch.bytes;
+      this.updateGauges();
+      batch.ack.accept();
+      if (this.hasRoom && this.roomWaiters.length) {
+        const waiters = this.roomWaiters;
+        this.roomWaiters = [];
+        for (const w of waiters) w();
+      }
+    }
+    this.running = false;
+    if (this.queue.length === 0 || this.closing) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  private updateGauges(): void {
+    const labels = { output: this.output.name, type: 'memory' };
+    this.metrics.bufferBytes.set(labels, this.queuedBytes);
+    this.metrics.bufferRecords.set(labels, this.queue.reduce((n, q) => n + q.batch.records.length, 0));
+  }
+}
+
+/** source -> route -> output runners; acknowledgements come back through each batch's BatchAck. */
+export class Pipeline {
+  readonly runners: Map<string, OutputRunner>;
+  private readonly routes: Map<string, OutputRunner[]>;
+  private readonly metrics: SelfMetrics;
+
+  constructor(runners: Map<string, OutputRunner>, routes: Map<string, string[]>, metrics: SelfMetrics) {
+    this.runners = runners;
+    this.metrics = metrics;
+    this.routes = new Map([...routes].map(([source, outs]) => [source, outs.map((o) => runners.get(o)!)]));
+  }
+
+  emitterFor(source: string): Emitter {
+    const targets = this.routes.get(source) ?? [];
+    const records = this.metrics.sourceRecords.labels({ source });
+    const bytesRead = this.metrics.sourceBytes.labels({ source });
+    return {
+      emit: (batchRecords, bytes, onAccepted) => {
+        records.inc(batchRecords.length);
+        bytesRead.inc(bytes);
+        const batch: RecordBatch = { source, records: batchRecords, bytes, ack: new BatchAck(targets.length, onAccepted) };
+        for (const t of targets) t.enqueue(batch);
+        let waits: Promise<void>[] | undefined;
+        for (const t of targets) if (!t.hasRoom) (waits ??= []).push(t.waitForRoom());
+        return waits ? Promise.all(waits).then(() => undefined) : Promise.resolve();
+      },
+    };
+  }
+
+  /** Waits for every output to accept what it holds, up to `timeoutMs` in all. */
+  async drain(timeoutMs: number): Promise<boolean> {
+    const results = await Promise.all([...this.runners.values()].map((r) => r.drain(timeoutMs)));
+    return results.every(Boolean);
+  }
+}

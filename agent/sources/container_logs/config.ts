@@ -1,0 +1,29 @@
+import { z } from 'zod';
+import { duration, size } from '../../config/types.ts';
+
+export const containerLogsConfig = z.strictObject({
+  type: z.literal('container_logs'),
+  include: z.array(z.string().min(1)).min(1).default(['/var/log/containers/*.log']),
+  exclude: z.array(z.string().min(1)).default([]),
+  /** Where to start in files seen the first time while the agent runs from a checkpoint-less state. */
+  read_from: z.enum(['beginning', 'end']).default('beginning'),
+  format: z.enum(['auto', 'cri', 'docker']).default('auto'),
+  /** Physical lines and joined P/F records longer than this are cut and marked truncated. */
+  max_line_bytes: size('1MiB').default(1024 * 1024),
+  /** How often include globs are re-scanned (fs events make most pick-ups faster). */
+  glob_interval: duration('1s').default(1000),
+  /** Fallback poll of open files for growth, for file systems whose events are lost. */
+  poll_interval: duration('1s').default(1000),
+  /** A pending P chunk with no F for this long is emitted as incomplete. */
+  partial_timeout: duration('5s').default(5000),
+  /** A rotated or deleted file idle this long after its last read is considered finished. */
+  rotate_wait: duration('5s').default(5000),
+  checkpoint_interval: duration('1s').default(1000),
+  /** Bytes read from one file before the tailer moves to the next (fairness between files). */
+  read_chunk: size('1MiB').default(1024 * 1024),
+  /** Cap on open descriptors; idle live files are closed and reopened by path when over it. */
+  max_open_files: z.number().int().min(8).default(1024),
+  /** Records read but not yet acknowledged by every output; reading pauses above it. */
+  max_unacked_bytes: size('16MiB').default(16 * 1024 * 1024),
+});
+export type ContainerLogsConfig = z.infer<typeof containerLogsConfig>;

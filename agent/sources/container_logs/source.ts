@@ -1,0 +1,535 @@
+import { fstatSync, openSync, readdirSync, statSync, closeSync, type Stats } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import type { Attributes, LogRecord } from '../../record.ts';
+import type { Emitter } from '../../pipeline.ts';
+import type { SelfMetrics } from '../../metrics.ts';
+import { RateLimitedLog, type Logger } from '../../log.ts';
+import type { Source } from '../source.ts';
+import { formatUnixMillis } from '../../../parsers/timestamp.ts';
+import type { ContainerLogsConfig } from './config.ts';
+import { CheckpointStore, type CheckpointState, type FileCheckpoint } from './checkpoint_store.ts';
+import { ContainerDecoder } from './container_decoder.ts';
+import { discover, globBase } from './discovery.ts';
+import { fingerprint, fingerprintMatches, identityKey } from './file_identity.ts';
+import { resourceFromPaths } from './path_metadata.ts';
+import { TailedFile } from './tailed_file.ts';
+import { FolderWatcher } from './watcher.ts';
+
+export interface SourceContext {
+  nodeName: string;
+  dataDir: string;
+  metrics: SelfMetrics;
+  log: Logger;
+  emitter: Emitter;
+}
+
+/** kubelet's rotated copies: `0.log.20261121-100000` (compressed `.gz` twins and `.tmp` leftovers are not read). */
+function isRotatedSibling(name: string, liveBase: string): boolean {
+  return name.startsWith(liveBase + '.') && !name.endsWith('.gz') && !name.endsWith('.tmp');
+}
+const liveBaseOf = (path: string) => basename(path).replace(/(\.log)\..*$/, '$1');
+
+/**
+ * Source `container_logs`: finds container log files, reads them in large chunks, decodes lines to
+ * records, and moves each file's checkpoint as outputs acknowledge. Rotation keeps the old
+ * descriptor until that file is drained; its successor waits for it, so order holds per container.
+ */
+export class ContainerLogsSource implements Source {
+  readonly name: string;
+  private readonly config: ContainerLogsConfig;
+  private readonly ctx: SourceContext;
+  private readonly store: CheckpointStore;
+  private readonly warnings: RateLimitedLog;
+  private readonly watcher: FolderWatcher;
+
+  private readonly files = new Map<string, TailedFile>();
+  /** The file each real path names now. */
+  private readonly byPath = new Map<string, TailedFile>();
+  private readonly dirty = new Set<TailedFile>();
+  private restore = new Map<string, FileCheckpoint>();
+  private restoredAt: number | undefined;
+
+  private readonly buf: Buffer;
+  private unackedBytes = 0;
+  private checkpointDirty = false;
+  private timers: NodeJS.Timeout[] = [];
+  private wake: (() => void) | undefined;
+  private loopDone: Promise<void> | undefined;
+  private stopping = false;
+  private started = false;
+  private scanQueued = false;
+  private readonly labels: { source: string };
+
+  constructor(name: string, config: ContainerLogsConfig, ctx: SourceContext) {
+    this.name = name;
+    this.config = config;
+    this.ctx = ctx;
+    this.labels = { source: name };
+    this.store = new CheckpointStore(ctx.dataDir, name);
+    this.warnings = new RateLimitedLog(ctx.log);
+    this.buf = Buffer.allocUnsafe(Math.max(config.read_chunk, config.max_line_bytes + 1));
+    this.watcher = new FolderWatcher(
+      (dir, file) => this.onFsEvent(dir, file),
+      (dir, err) => this.warnings.warn(`watch:${dir}`, `source ${name}: cannot watch ${dir} (${err.message}); polling it every ${config.poll_interval} ms`),
+    );
+  }
+
+  get ready(): boolean {
+    return this.started && !this.stopping;
+  }
+
+  async start(): Promise<void> {
+    const { state, problem } = this.store.load();
+    if (problem) this.ctx.log.warn(`source ${this.name}: ${problem}`);
+    if (state) this.loadRestore(state);
+    this.scan(true);
+    this.recoverRotated();
+    this.restore.clear();
+    for (const pattern of this.config.include) this.watcher.watch(globBase(pattern));
+    this.timers.push(
+      setInterval(() => this.scan(false), this.config.glob_interval),
+      setInterval(() => this.poll(), this.config.poll_interval),
+      setInterval(() => this.saveCheckpoint(), this.config.checkpoint_interval),
+    );
+    for (const t of this.timers) t.unref();
+    this.started = true;
+    this.ctx.log.info(`source ${this.name}: tailing ${this.files.size} files (${this.config.include.join(', ')})`);
+    this.loopDone = this.readLoop();
+  }
+
+  async stopReading(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    this.watcher.close();
+    this.wake?.();
+    await this.loopDone;
+    // Partial joins are handed over now; a restart would otherwise re-read them from the checkpoint anyway.
+    const observed = formatUnixMillis(Date.now());
+    for (const file of this.files.values()) {
+      if (file.decoder.heldFrom() === undefined) continue;
+      const out: LogRecord[] = [];
+      file.decoder.flush(observed, out);
+      void this.emit(file, out, 0);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.saveCheckpoint(true);
+    for (const file of this.files.values()) file.close();
+    this.ctx.metrics.openFiles.set(this.labels, 0);
+  }
+
+  // --- discovery ---------------------------------------------------------------------------
+
+  private loadRestore(state: CheckpointState): void {
+    this.restoredAt = state.writtenAt;
+    for (const cp of state.files) this.restore.set(`${cp.dev}:${cp.ino}`, cp);
+  }
+
+  private scan(initial: boolean): void {
+    if (this.stopping) return;
+    const { files, problems } = discover(this.config.include, this.config.exclude);
+    for (const p of problems) {
+      this.ctx.metrics.fileErrors.inc({ ...this.labels, reason: p.reason });
+      this.warnings.warn(`discover:${p.path}`, `source ${this.name}: skipping ${p.path}: ${p.message}`);
+    }
+    const seenLinks = new Set<string>();
+    for (const found of files) {
+      seenLinks.add(found.linkPath);
+      let st: Stats;
+      try {
+        st = statSync(found.realPath);
+      } catch (err) {
+        this.fileProblem(found.realPath, 'unreadable', err as Error);
+        continue;
+      }
+      if (!st.isFile()) continue;
+      const key = identityKey(st);
+      const known = this.files.get(key);
+      if (known) {
+        known.linkPath ??= found.linkPath;
+        continue;
+      }
+      const prev = this.byPath.get(found.realPath);
+      const file = this.open(found.realPath, found.linkPath, st, initial, prev);
+      if (!file) continue;
+      if (prev && prev.state === 'live') {
+        prev.state = 'rotated';
+        prev.atEof = false;
+        this.dirty.add(prev);
+      }
+    }
+    // A symlink gone (pod deleted, container garbage-collected): read what is left, then let go.
+    for (const file of this.files.values()) {
+      if (file.state === 'live' && file.linkPath !== undefined && !seenLinks.has(file.linkPath)) {
+        file.state = 'orphaned';
+        file.atEof = false;
+        this.dirty.add(file);
+      }
+    }
+    this.updateGauges();
+    this.kick();
+  }
+
+  private open(realPath: string, linkPath: string | undefined, st: Stats, initial: boolean, prev: TailedFile | undefined): TailedFile | undefined {
+    let fd: number;
+    try {
+      fd = openSync(realPath, 'r');
+    } catch (err) {
+      this.fileProblem(realPath, (err as NodeJS.ErrnoException).code === 'EACCES' ? 'permission_denied' : 'unreadable', err as Error);
+      return undefined;
+    }
+    const fst = fstatSync(fd);
+    const key = identityKey(fst);
+    if (key !== identityKey(st)) {
+      // Replaced between stat and open: the next scan sees the new one.
+      closeSync(fd);
+      return undefined;
+    }
+    let offset = 0;
+    const cp = this.restore.get(key);
+    if (cp && fingerprintMatches(fd, cp.fingerprint)) {
+      offset = cp.offset <= fst.size ? cp.offset : 0;
+    } else if (initial && this.config.read_from === 'end' && !cp) {
+      offset = fst.size;
+    }
+    const resource: Attributes = Object.freeze(
+      prev && prev.realPath === realPath ? prev.decoder.resource : resourceFromPaths(linkPath ?? realPath, realPath, this.ctx.nodeName),
+    );
+    const file = new TailedFile({
+      fd,
+      dev: fst.dev,
+      ino: fst.ino,
+      realPath,
+      linkPath,
+      offset,
+      fingerprint: cp && offset > 0 ? cp.fingerprint : fingerprint(fd),
+      decoder: this.decoderFor(realPath, resource),
+    });
+    file.size = fst.size;
+    if (prev && !prev.finished) file.predecessor = prev;
+    this.files.set(key, file);
+    this.byPath.set(realPath, file);
+    this.watcher.watch(dirname(realPath));
+    this.dirty.add(file);
+    this.checkpointDirty = true;
+    return file;
+  }
+
+  private decoderFor(path: string, resource: Attributes): ContainerDecoder {
+    const { metrics } = this.ctx;
+    const labels = this.labels;
+    return new ContainerDecoder({
+      format: this.config.format,
+      maxLineBytes: this.config.max_line_bytes,
+      resource,
+      path,
+      events: {
+        parseError: (parser, message) => {
+          metrics.parseErrors.inc({ ...labels, parser });
+          this.warnings.warn(`parse:${path}`, `source ${this.name}: ${path}: ${message}`);
+        },
+        truncated: () => metrics.truncatedRecords.inc(labels),
+        emptyLine: () => metrics.droppedRecords.inc({ component: this.name, reason: 'empty_line' }),
+      },
+    });
+  }
+
+  /**
+   * After a restart: files the checkpoint knew that the globs no longer name were rotated while we
+   * were away. Find them beside their old path by inode and finish them first; rotated copies
+   * written since the last checkpoint are read from their start.
+   */
+  private recoverRotated(): void {
+    const dirs = new Map<string, Set<string>>();
+    for (const cp of this.restore.values()) {
+      if (!this.files.has(`${cp.dev}:${cp.ino}`)) dirs.set(dirname(cp.path), (dirs.get(dirname(cp.path)) ?? new Set()).add(liveBaseOf(cp.path)));
+    }
+    if (this.restoredAt !== undefined) {
+      for (const file of this.files.values()) {
+        const dir = dirname(file.realPath);
+        dirs.set(dir, (dirs.get(dir) ?? new Set()).add(liveBaseOf(file.realPath)));
+      }
+    }
+    for (const [dir, bases] of dirs) {
+      let names: string[];
+      try {
+        names = readdirSync(dir);
+      } catch {
+        continue;
+      }
+      for (const base of bases) {
+        const rotated = names.filter((n) => isRotatedSibling(n, base)).sort();
+        const live = this.byPath.get(join(dir, base));
+        let prev: TailedFile | undefined;
+        for (const name of rotated) {
+          const path = join(dir, name);
+          let st: Stats;
+          try {
+            st = statSync(path);
+          } catch {
+            continue;
+          }
+          const key = identityKey(st);
+          if (this.files.has(key)) continue;
+          const cp = this.restore.get(key);
+          if (!cp && (this.restoredAt === undefined || st.mtimeMs < this.restoredAt)) continue;
+          const file = this.open(path, live?.linkPath, st, false, undefined);
+          if (!file) continue;
+          this.byPath.delete(path);
+          file.state = 'rotated';
+          file.predecessor = prev;
+          prev = file;
+          this.ctx.log.info(`source ${this.name}: resuming rotated ${path} at byte ${file.readOffset}`);
+        }
+        if (live && prev) live.predecessor = prev;
+      }
+    }
+  }
+
+  private fileProblem(path: string, reason: string, err: Error): void {
+    this.ctx.metrics.fileErrors.inc({ ...this.labels, reason });
+    this.warnings.warn(`file:${path}`, `source ${this.name}: cannot read ${path}: ${err.message}`);
+  }
+
+  private onFsEvent(dir: string, file: string | null): void {
+    if (file === null) {
+      this.queueScan();
+      return;
+    }
+    const tracked = this.byPath.get(join(dir, file));
+    if (tracked) {
+      this.dirty.add(tracked);
+      this.kick();
+    } else {
+      this.queueScan();
+    }
+  }
+
+  /** New names show up as events; coalesce a burst of them into one scan. */
+  private queueScan(): void {
+    if (this.scanQueued || this.stopping) return;
+    this.scanQueued = true;
+    setTimeout(() => {
+      this.scanQueued = false;
+      this.scan(false);
+    }, 50).unref();
+  }
+
+  // --- reading -----------------------------------------------------------------------------
+
+  private kick(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+
+  private nextFile(): TailedFile | undefined {
+    for (const file of this.dirty) {
+      this.dirty.delete(file);
+      const pred = file.predecessor;
+      if (pred && !pred.finished && !(pred.atEof && pred.state !== 'live')) {
+        if (pred.fd === undefined && !this.files.has(pred.key)) file.predecessor = undefined;
+        else continue; // picked up again when the predecessor is drained
+      }
+      if (file.fd === undefined && !this.reopen(file)) continue;
+      return file;
+    }
+    return undefined;
+  }
+
+  private async readLoop(): Promise<void> {
+    const { config } = this;
+    while (!this.stopping) {
+      if (this.unackedBytes >= config.max_unacked_bytes) {
+        await new Promise<void>((r) => (this.wake = r));
+        continue;
+      }
+      const file = this.nextFile();
+      if (!file) {
+        await new Promise<void>((r) => (this.wake = r));
+        continue;
+      }
+      const out: LogRecord[] = [];
+      let result;
+      try {
+        result = file.read(this.buf, config.read_chunk, config.max_line_bytes, formatUnixMillis(Date.now()), out);
+      } catch (err) {
+        this.fileProblem(file.realPath, 'read_error', err as Error);
+        continue;
+      }
+      if (result.bytes > 0 || out.length > 0) await this.emit(file, out, result.bytes);
+      if (result.more) this.dirty.add(file);
+      else if (file.atEof) this.wakeSuccessors(file);
+    }
+  }
+
+  private wakeSuccessors(file: TailedFile): void {
+    if (file.state === 'live') return;
+    for (const other of this.files.values()) if (other.predecessor === file) this.dirty.add(other);
+  }
+
+  private emit(file: TailedFile, records: LogRecord[], bytes: number): Promise<void> {
+    const accepted = file.track(file.safeOffset());
+    if (records.length === 0) {
+      accepted();
+      this.checkpointDirty = true;
+      return Promise.resolve();
+    }
+    this.unackedBytes += bytes;
+    return this.ctx.emitter.emit(records, bytes, () => {
+      accepted();
+      this.unackedBytes -= bytes;
+      this.checkpointDirty = true;
+      if (this.unackedBytes < this.config.max_unacked_bytes) this.kick();
+    });
+  }
+
+  // --- periodic work -----------------------------------------------------------------------
+
+  private poll(): void {
+    if (this.stopping) return;
+    const now = Date.now();
+    let observed: string | undefined;
+    for (const file of [...this.files.values()]) {
+      if (file.fd === undefined) {
+        this.pollClosed(file);
+        continue;
+      }
+      let st;
+      try {
+        st = file.stat()!;
+      } catch (err) {
+        this.fileProblem(file.realPath, 'stat_error', err as Error);
+        continue;
+      }
+      if (st.size < file.readOffset) {
+        this.ctx.log.info(`source ${this.name}: ${file.realPath} shrank to ${st.size} bytes (copytruncate); reading it again from the start`);
+        const out: LogRecord[] = [];
+        file.decoder.flush((observed ??= formatUnixMillis(now)), out);
+        void this.emit(file, out, 0);
+        file.restartFromZero();
+      }
+      if (st.nlink === 0 && file.state === 'live') file.state = 'orphaned';
+      if (st.size > file.readOffset) {
+        file.atEof = false;
+        this.dirty.add(file);
+      } else if (file.decoder.heldFrom() !== undefined) {
+        const out: LogRecord[] = [];
+        file.decoder.flush((observed ??= formatUnixMillis(now)), out, this.config.partial_timeout, now);
+        if (out.length) void this.emit(file, out, 0);
+      }
+      if (file.state !== 'live' && file.atEof && !this.dirty.has(file) && now - file.lastActivity >= this.config.rotate_wait) {
+        this.finish(file, (observed ??= formatUnixMillis(now)));
+      }
+      file.refreshFingerprint();
+    }
+    for (const file of [...this.files.values()]) {
+      if (file.finished && !file.unacked) this.forget(file);
+    }
+    this.limitOpenFiles();
+    this.updateGauges();
+    this.kick();
+  }
+
+  /** The file will not grow again: hand over its last bytes and joins, close it, wake its successor. */
+  private finish(file: TailedFile, observed: string): void {
+    const out: LogRecord[] = [];
+    const bytes = file.finishTail(this.buf, this.config.max_line_bytes, observed, out);
+    void this.emit(file, out, bytes);
+    file.finished = true;
+    file.close();
+    if (this.byPath.get(file.realPath) === file) this.byPath.delete(file.realPath);
+    for (const other of this.files.values()) {
+      if (other.predecessor === file) {
+        other.predecessor = undefined;
+        this.dirty.add(other);
+      }
+    }
+  }
+
+  private forget(file: TailedFile): void {
+    this.files.delete(file.key);
+    this.checkpointDirty = true;
+  }
+
+  /** Over the descriptor cap: close the live files idle the longest; they are reopened by path. */
+  private limitOpenFiles(): void {
+    let open = 0;
+    for (const f of this.files.values()) if (f.fd !== undefined) open++;
+    if (open <= this.config.max_open_files) return;
+    const idle = [...this.files.values()]
+      .filter((f) => f.fd !== undefined && f.state === 'live' && f.atEof && !this.dirty.has(f) && f.decoder.heldFrom() === undefined)
+      .sort((a, b) => a.lastActivity - b.lastActivity);
+    for (const f of idle.slice(0, open - this.config.max_open_files)) f.close();
+  }
+
+  private reopen(file: TailedFile): boolean {
+    if (file.reopen()) return true;
+    // The path names another file now: ours was rotated while closed. Find it beside the path.
+    const dir = dirname(file.realPath);
+    try {
+      for (const name of readdirSync(dir)) {
+        if (!isRotatedSibling(name, liveBaseOf(file.realPath))) continue;
+        const st = statSync(join(dir, name));
+        if (st.dev === file.dev && st.ino === file.ino) {
+          const fd = openSync(join(dir, name), 'r');
+          file.fd = fd;
+          file.state = 'rotated';
+          if (this.byPath.get(file.realPath) === file) this.byPath.delete(file.realPath);
+          return true;
+        }
+      }
+    } catch {
+      // folder gone with the pod
+    }
+    this.ctx.metrics.fileErrors.inc({ ...this.labels, reason: 'gone_while_closed' });
+    this.warnings.warn(`gone:${file.realPath}`, `source ${this.name}: ${file.realPath} was removed while closed over max_open_files; its unread tail is lost`);
+    file.finished = true;
+    if (this.byPath.get(file.realPath) === file) this.byPath.delete(file.realPath);
+    return false;
+  }
+
+  private pollClosed(file: TailedFile): void {
+    if (file.finished) return;
+    try {
+      const st = statSync(file.realPath);
+      if (st.dev === file.dev && st.ino === file.ino && st.size === file.readOffset) return;
+    } catch {
+      // gone or replaced: reopen() below looks for it
+    }
+    this.dirty.add(file);
+  }
+
+  private updateGauges(): void {
+    let open = 0;
+    let lag = 0;
+    for (const f of this.files.values()) {
+      if (f.fd !== undefined) open++;
+      if (f.size > f.readOffset) lag += f.size - f.readOffset;
+    }
+    this.ctx.metrics.filesTailed.set(this.labels, this.files.size);
+    this.ctx.metrics.openFiles.set(this.labels, open);
+    this.ctx.metrics.tailLagBytes.set(this.labels, lag);
+    this.ctx.metrics.unackedBytes.set(this.labels, this.unackedBytes);
+  }
+
+  private saveCheckpoint(force = false): void {
+    if (!this.checkpointDirty && !force) return;
+    this.checkpointDirty = false;
+    const files: FileCheckpoint[] = [];
+    for (const f of this.files.values()) {
+      files.push({ dev: f.dev, ino: f.ino, fingerprint: f.fingerprint, offset: f.committed, path: f.realPath });
+    }
+    try {
+      this.store.save(files);
+      this.ctx.metrics.checkpointWrites.inc(this.labels);
+    } catch (err) {
+      this.checkpointDirty = true;
+      this.ctx.metrics.checkpointErrors.inc(this.labels);
+      this.warnings.warn('checkpoint', `source ${this.name}: cannot write checkpoint ${this.store.path}: ${(err as Error).message}; reading goes on, retrying`);
+    }
+  }
+}

@@ -1,0 +1,64 @@
+import { z } from 'zod';
+import { promises as fsp } from 'node:fs';
+import { dirname } from 'node:path';
+import type { RecordBatch } from '../agent/record.ts';
+import { inputs } from '../agent/config/types.ts';
+import type { Output, OutputContext } from './output.ts';
+import { NdjsonEncoder } from './ndjson.ts';
+
+export const fileConfig = z.strictObject({
+  type: z.literal('file'),
+  inputs,
+  path: z.string().min(1),
+  /** fsync after every batch: survives a node crash, not only an agent crash, at the cost of speed. */
+  fsync: z.boolean().default(false),
+});
+export type FileConfig = z.infer<typeof fileConfig>;
+
+/**
+ * Appends NDJSON to one file. A batch is accepted once write(2) returned (or fsync, when set):
+ * a killed agent loses nothing the kernel already has.
+ */
+export class FileOutput implements Output {
+  readonly name: string;
+  private readonly config: FileConfig;
+  private readonly encoder = new NdjsonEncoder();
+  private handle: fsp.FileHandle | undefined;
+
+  constructor(config: FileConfig, ctx: OutputContext) {
+    this.name = ctx.name;
+    this.config = config;
+  }
+
+  private async open(): Promise<fsp.FileHandle> {
+    if (!this.handle) {
+      await fsp.mkdir(dirname(this.config.path), { recursive: true });
+      this.handle = await fsp.open(this.config.path, 'a');
+    }
+    return this.handle;
+  }
+
+  async write(batch: RecordBatch): Promise<number> {
+    const handle = await this.open();
+    const { bytesWritten } = await handle.write(this.encoder.encodeAll(batch.records));
+    if (this.config.fsync) await handle.datasync();
+    return bytesWritten;
+  }
+
+  async flush(): Promise<void> {
+    if (this.handle) await this.handle.datasync();
+  }
+
+  async close(): Promise<void> {
+    const handle = this.handle;
+    this.handle = undefined;
+    if (handle) {
+      await handle.datasync();
+      await handle.close();
+    }
+  }
+}
+
+export function createFileOutput(config: FileConfig, ctx: OutputContext): Output {
+  return new FileOutput(config, ctx);
+}
