@@ -33,7 +33,15 @@ export class FileOutput implements Output {
   private async open(): Promise<fsp.FileHandle> {
     if (!this.handle) {
       await fsp.mkdir(dirname(this.config.path), { recursive: true });
-      this.handle = await fsp.open(this.config.path, 'a');
+      const handle = await fsp.open(this.config.path, 'a+');
+      // A crash mid-write can leave a torn last line; end it so the next record starts clean.
+      const { size } = await handle.stat();
+      if (size > 0) {
+        const last = Buffer.alloc(1);
+        await handle.read(last, 0, 1, size - 1);
+        if (last[0] !== 0x0a) await handle.write('\n');
+      }
+      this.handle = handle;
     }
     return this.handle;
   }

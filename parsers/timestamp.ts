@@ -38,17 +38,9 @@ function utcMillis(year: number, month: number, day: number, hour: number, minut
 
 // Nodes whose runtime is not in UTC put the same offset on every line, and a busy container writes
 // many lines per second: one remembered conversion skips the Date work for all but the first.
-let lastOffsetInput = '';
-let lastOffsetZoneAt = 0;
-let lastOffsetSeconds = '';
-
-function sameSecondAndZone(text: string, zoneAt: number): boolean {
-  const prev = lastOffsetInput;
-  if (prev.length === 0) return false;
-  for (let k = 0; k < 19; k++) if (text.charCodeAt(k) !== prev.charCodeAt(k)) return false;
-  for (let k = 0; k < 6; k++) if (text.charCodeAt(zoneAt + k) !== prev.charCodeAt(lastOffsetZoneAt + k)) return false;
-  return true;
-}
+let lastOffsetPrefix = ''; // input up to the seconds
+let lastOffsetZone = ''; // input's `±hh:mm`
+let lastOffsetSeconds = ''; // output up to the seconds
 
 /**
  * Parses kubelet's lenient layout `2006-01-02T15:04:05.999999999Z07:00`: 0-9 fraction digits, `Z` or
@@ -100,19 +92,19 @@ export function normalizeRfc3339(text: string): string | undefined {
     if (offsetHours < 0 || offsetHours > 23 || offsetMinutes < 0 || offsetMinutes > 59) return undefined;
     // CRI-O writes `+00:00` on every line of a UTC node: that needs no date math.
     if (offsetHours !== 0 || offsetMinutes !== 0) {
-      if (!sameSecondAndZone(text, zoneAt)) {
+      if (lastOffsetPrefix === '' || !text.startsWith(lastOffsetPrefix) || !text.endsWith(lastOffsetZone)) {
         const sign = zone === 43 ? 1 : -1;
         const ms =
           utcMillis(year, month, day, hour, minute, second) - sign * (offsetHours * 60 + offsetMinutes) * 60_000;
         const iso = new Date(ms).toISOString();
         // Years outside 0000-9999 come out as `±YYYYYY-...`, which the normalised form cannot hold.
         if (iso.length !== 24) return undefined;
-        lastOffsetInput = text;
-        lastOffsetZoneAt = zoneAt;
+        lastOffsetPrefix = text.slice(0, 19);
+        lastOffsetZone = text.slice(zoneAt);
         lastOffsetSeconds = iso.slice(0, 19);
       }
-      const fraction = digits === 0 ? ZEROS[9]! : text.slice(20, zoneAt) + ZEROS[9 - digits]!;
-      return lastOffsetSeconds + '.' + fraction + 'Z';
+      if (digits === 0) return lastOffsetSeconds + '.000000000Z';
+      return lastOffsetSeconds + text.slice(19, zoneAt) + ZEROS[9 - digits]! + 'Z';
     }
   } else {
     return undefined;

@@ -4,10 +4,13 @@ import { tmpdir } from 'node:os';
 import { basename, isAbsolute, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { isParseFailure } from '../../parsers/container_line.ts';
+import { parseCriLine } from '../../parsers/cri.ts';
 import { NodeSimulator, formatCriTimestamp, generateCriCorpus, logfmt, symlinkName } from './node_simulator.ts';
 
-// A local check of log-formats.md §1.1, independent of parsers/cri.ts: split on the first three
-// spaces, stream stdout|stderr, first tag P|F, lenient RFC 3339 time.
+// Every line goes through the project's parser (parsers/cri.ts) and a local check of
+// log-formats.md §1.1 on the raw bytes (split on the first three spaces, stream stdout|stderr,
+// first tag P|F, RFC 3339 time), which also keeps contents as bytes for exact chunk sizes.
 const TIME_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
 interface CriLine {
   time: string;
@@ -26,6 +29,9 @@ function parseLine(line: Buffer): CriLine {
   if (!TIME_RE.test(time)) throw new Error(`bad time ${time}`);
   if (stream !== 'stdout' && stream !== 'stderr') throw new Error(`bad stream ${stream}`);
   if (tag !== 'P' && tag !== 'F') throw new Error(`bad tag ${tag}`);
+  const parsed = parseCriLine(line.toString('utf8'));
+  if (isParseFailure(parsed)) throw new Error(`parsers/cri.ts: ${parsed.error}`);
+  if (parsed.stream !== stream || parsed.partial !== (tag === 'P')) throw new Error('parsers/cri.ts disagrees');
   return { time, stream, partial: tag === 'P', content: line.subarray(s3 + 1) };
 }
 

@@ -245,6 +245,8 @@ class ContainerState implements ContainerLog {
   running = true;
   records = 0;
   fd: number | undefined;
+  /** Clock second of the last rotation name, so names stay unique and in order. */
+  lastRotationSecond = -1n;
 
   constructor(init: Omit<ContainerLog, 'running' | 'records'>, fd: number) {
     this.namespace = init.namespace;
@@ -496,7 +498,8 @@ export class NodeSimulator {
    * kubelet's rotation: drop the oldest rotated files to make room, gzip older ones when `compress`
    * is on, rename the live `N.log` to `N.log.<YYYYMMDD-hhmmss>`, then the runtime reopens a new
    * empty `N.log`. Returns the rotated file's path. Two rotations within one clock second would
-   * collide (kubelet's 10 s monitor interval prevents it); here the later name moves a second on.
+   * collide (kubelet's 10 s monitor interval prevents it); here the later name moves a second on, so
+   * names stay unique and sort in rotation order.
    */
   rotate(handle: ContainerLog, options: RotateOptions = {}): string {
     const c = this.writable(handle);
@@ -513,12 +516,14 @@ export class NodeSimulator {
         fs.rmSync(plain);
       }
     }
-    let ns = this.now();
-    let target = `${c.logPath}.${formatRotationTimestamp(ns)}`;
+    let second = this.now() / NS_PER_SECOND;
+    if (second <= c.lastRotationSecond) second = c.lastRotationSecond + 1n;
+    let target = `${c.logPath}.${formatRotationTimestamp(second * NS_PER_SECOND)}`;
     while (fs.existsSync(target) || fs.existsSync(`${target}.gz`)) {
-      ns += NS_PER_SECOND;
-      target = `${c.logPath}.${formatRotationTimestamp(ns)}`;
+      second++;
+      target = `${c.logPath}.${formatRotationTimestamp(second * NS_PER_SECOND)}`;
     }
+    c.lastRotationSecond = second;
     fs.renameSync(c.logPath, target);
     for (const line of options.writeBeforeReopen ?? []) this.writeLine(c, line, 'stdout');
     this.closeFd(c);

@@ -51,19 +51,24 @@ export class CheckpointStore {
     }
   }
 
-  /** Throws on failure (a full disk, say); the caller keeps the state and tries again later. */
-  save(files: FileCheckpoint[], now = Date.now()): void {
+  /**
+   * Throws on failure (a full disk, say); the caller keeps the state and tries again later.
+   * `durable` adds the fsyncs that survive a power loss; without them the rename still survives
+   * the agent being killed, which is what bounds duplicates after a crash.
+   */
+  save(files: FileCheckpoint[], durable: boolean, now = Date.now()): void {
     mkdirSync(dirname(this.path), { recursive: true });
     const tmp = `${this.path}.tmp`;
     const body = JSON.stringify({ version: VERSION, writtenAt: now, files });
     const fd = openSync(tmp, 'w', 0o600);
     try {
       writeSync(fd, body);
-      fsyncSync(fd);
+      if (durable) fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
     renameSync(tmp, this.path);
+    if (!durable) return;
     const dir = openSync(dirname(this.path), 'r');
     try {
       fsyncSync(dir);

@@ -4,6 +4,7 @@ import { parseDockerJsonLine } from '../../../parsers/docker_json.ts';
 import { detectFormat } from '../../../parsers/format_picker.ts';
 import { isParseFailure, type ContainerLineResult } from '../../../parsers/container_line.ts';
 import { PartialMerger, type JoinedLine } from '../../../parsers/partial_merger.ts';
+import { utf8FromBinary } from './line_splitter.ts';
 
 export type ContainerFormat = 'cri' | 'docker';
 
@@ -26,6 +27,8 @@ export class ContainerDecoder {
   private readonly path: string;
   private readonly streamAttributes: Record<'stdout' | 'stderr', Attributes>;
   private readonly events: DecoderEvents;
+  /** Some line since nothing was pending came as bytes: joined content must be read as UTF-8. */
+  private binaryPending = false;
 
   constructor(opts: {
     format: 'auto' | ContainerFormat;
@@ -55,7 +58,23 @@ export class ContainerDecoder {
     return this.merger.earliestPendingOffset();
   }
 
-  decode(line: string, lineStart: number, observed: string, out: LogRecord[], truncated = false): void {
+  /**
+   * How the reader should hand lines over: CRI lines as bytes (binary strings), because containerd
+   * cuts P chunks at a byte count that may split a UTF-8 character; docker lines as UTF-8, since
+   * json-file already replaced invalid bytes before we see them.
+   */
+  get lineMode(): 'bytes' | 'utf8' {
+    return this.format === 'cri' ? 'bytes' : 'utf8';
+  }
+
+  /** A line given as raw bytes (an over-long head, or a last line without LF). */
+  decodeBytes(bytes: Buffer, lineStart: number, observed: string, out: LogRecord[], truncated: boolean): void {
+    if (this.lineMode === 'bytes') this.decode(bytes.toString('latin1'), lineStart, observed, out, false, truncated);
+    else this.decode(bytes.toString('utf8'), lineStart, observed, out, true, truncated);
+  }
+
+  /** `ascii` false: in bytes mode the line is a binary string to be read as UTF-8 once joined. */
+  decode(line: string, lineStart: number, observed: string, out: LogRecord[], ascii: boolean, truncated = false): void {
     if (line.length === 0) {
       this.events.emptyLine();
       return;
@@ -69,9 +88,10 @@ export class ContainerDecoder {
       this.setFormat(format);
     }
     const parsed = this.parse!(line);
+    const binary = !ascii && this.format === 'cri';
     if (isParseFailure(parsed)) {
       this.events.parseError(this.format!, parsed.error);
-      this.failure(line, parsed.error, observed, out);
+      this.failure(binary ? utf8FromBinary(line) : line, parsed.error, observed, out);
       return;
     }
     if (truncated) {
@@ -79,6 +99,7 @@ export class ContainerDecoder {
       parsed.partial = false;
       this.events.truncated();
     }
+    this.binaryPending ||= binary;
     const joined = this.merger.push(parsed, lineStart);
     if (joined !== undefined) out.push(this.record(joined, observed, truncated));
   }
@@ -90,6 +111,12 @@ export class ContainerDecoder {
   }
 
   private record(j: JoinedLine, observed: string, truncated: boolean): LogRecord {
+    let body = j.content;
+    if (this.binaryPending) {
+      body = utf8FromBinary(body);
+      // Other streams may still hold binary chunks: keep converting until nothing is pending.
+      this.binaryPending = this.merger.pendingCount() > 0;
+    }
     let attributes = this.streamAttributes[j.stream];
     if (j.incomplete || j.truncated || truncated) {
       if (j.truncated && !truncated) this.events.truncated();
@@ -98,7 +125,7 @@ export class ContainerDecoder {
       if (j.truncated || truncated) marked['kta.log.truncated'] = true;
       attributes = marked;
     }
-    return { timestamp: j.time, observedTimestamp: observed, body: j.content, attributes, resource: this.resource };
+    return { timestamp: j.time, observedTimestamp: observed, body, attributes, resource: this.resource };
   }
 
   private failure(line: string, error: string, observed: string, out: LogRecord[]): void {

@@ -51,6 +51,7 @@ export class ContainerLogsSource implements Source {
 
   private readonly buf: Buffer;
   private unackedBytes = 0;
+  private ackedSinceSave = 0;
   private checkpointDirty = false;
   private timers: NodeJS.Timeout[] = [];
   private wake: (() => void) | undefined;
@@ -69,7 +70,7 @@ export class ContainerLogsSource implements Source {
     this.warnings = new RateLimitedLog(ctx.log);
     this.buf = Buffer.allocUnsafe(Math.max(config.read_chunk, config.max_line_bytes + 1));
     this.watcher = new FolderWatcher(
-      (dir, file) => this.onFsEvent(dir, file),
+      (event, dir, file) => this.onFsEvent(event, dir, file),
       (dir, err) => this.warnings.warn(`watch:${dir}`, `source ${name}: cannot watch ${dir} (${err.message}); polling it every ${config.poll_interval} ms`),
     );
   }
@@ -89,7 +90,7 @@ export class ContainerLogsSource implements Source {
     this.timers.push(
       setInterval(() => this.scan(false), this.config.glob_interval),
       setInterval(() => this.poll(), this.config.poll_interval),
-      setInterval(() => this.saveCheckpoint(), this.config.checkpoint_interval),
+      setInterval(() => this.saveCheckpoint(true), this.config.checkpoint_interval),
     );
     for (const t of this.timers) t.unref();
     this.started = true;
@@ -116,7 +117,7 @@ export class ContainerLogsSource implements Source {
   }
 
   async close(): Promise<void> {
-    this.saveCheckpoint(true);
+    this.saveCheckpoint(true, true);
     for (const file of this.files.values()) file.close();
     this.ctx.metrics.openFiles.set(this.labels, 0);
   }
@@ -153,12 +154,13 @@ export class ContainerLogsSource implements Source {
         continue;
       }
       const prev = this.byPath.get(found.realPath);
-      const file = this.open(found.realPath, found.linkPath, st, initial, prev);
+      const file = this.open(found.realPath, found.linkPath, st, initial, prev, prev?.decoder.resource);
       if (!file) continue;
       if (prev && prev.state === 'live') {
         prev.state = 'rotated';
         prev.atEof = false;
         this.dirty.add(prev);
+        this.adoptMissedRotations(prev, file);
       }
     }
     // A symlink gone (pod deleted, container garbage-collected): read what is left, then let go.
@@ -173,7 +175,14 @@ export class ContainerLogsSource implements Source {
     this.kick();
   }
 
-  private open(realPath: string, linkPath: string | undefined, st: Stats, initial: boolean, prev: TailedFile | undefined): TailedFile | undefined {
+  private open(
+    realPath: string,
+    linkPath: string | undefined,
+    st: Stats,
+    initial: boolean,
+    prev: TailedFile | undefined,
+    knownResource?: Attributes,
+  ): TailedFile | undefined {
     let fd: number;
     try {
       fd = openSync(realPath, 'r');
@@ -195,9 +204,8 @@ export class ContainerLogsSource implements Source {
     } else if (initial && this.config.read_from === 'end' && !cp) {
       offset = fst.size;
     }
-    const resource: Attributes = Object.freeze(
-      prev && prev.realPath === realPath ? prev.decoder.resource : resourceFromPaths(linkPath ?? realPath, realPath, this.ctx.nodeName),
-    );
+    // Rotated copies and successors keep the resource of the container's live file.
+    const resource: Attributes = knownResource ?? Object.freeze(resourceFromPaths(linkPath ?? realPath, realPath, this.ctx.nodeName));
     const file = new TailedFile({
       fd,
       dev: fst.dev,
@@ -243,50 +251,64 @@ export class ContainerLogsSource implements Source {
    * written since the last checkpoint are read from their start.
    */
   private recoverRotated(): void {
+    const restoredAt = this.restoredAt;
+    if (restoredAt === undefined) return;
     const dirs = new Map<string, Set<string>>();
-    for (const cp of this.restore.values()) {
-      if (!this.files.has(`${cp.dev}:${cp.ino}`)) dirs.set(dirname(cp.path), (dirs.get(dirname(cp.path)) ?? new Set()).add(liveBaseOf(cp.path)));
-    }
-    if (this.restoredAt !== undefined) {
-      for (const file of this.files.values()) {
-        const dir = dirname(file.realPath);
-        dirs.set(dir, (dirs.get(dir) ?? new Set()).add(liveBaseOf(file.realPath)));
+    const add = (path: string) => dirs.set(dirname(path), (dirs.get(dirname(path)) ?? new Set()).add(liveBaseOf(path)));
+    for (const cp of this.restore.values()) if (!this.files.has(`${cp.dev}:${cp.ino}`)) add(cp.path);
+    for (const file of this.files.values()) add(file.realPath);
+    for (const [dir, bases] of dirs) {
+      for (const base of bases) {
+        const live = this.byPath.get(join(dir, base));
+        const last = this.trackRotated(dir, base, undefined, live, (st, key) => this.restore.has(key) || st.mtimeMs >= restoredAt);
+        if (live && last) live.predecessor = last;
       }
     }
-    for (const [dir, bases] of dirs) {
-      let names: string[];
+  }
+
+  /**
+   * kubelet rotated `prev` and, before we looked again, maybe rotated its successors too: pick up
+   * the rotated copies written since we first saw `prev`, in name (time) order, ahead of `next`.
+   */
+  private adoptMissedRotations(prev: TailedFile, next: TailedFile): void {
+    const last = this.trackRotated(dirname(prev.realPath), liveBaseOf(prev.realPath), prev, next, (st) => st.mtimeMs >= prev.firstSeen);
+    if (last) next.predecessor = last;
+  }
+
+  /** Opens untracked rotated siblings that `wanted` accepts, chained after `first`; returns the last. */
+  private trackRotated(
+    dir: string,
+    base: string,
+    first: TailedFile | undefined,
+    live: TailedFile | undefined,
+    wanted: (st: Stats, key: string) => boolean,
+  ): TailedFile | undefined {
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      return first;
+    }
+    let prev = first;
+    for (const name of names.filter((n) => isRotatedSibling(n, base)).sort()) {
+      const path = join(dir, name);
+      let st: Stats;
       try {
-        names = readdirSync(dir);
+        st = statSync(path);
       } catch {
         continue;
       }
-      for (const base of bases) {
-        const rotated = names.filter((n) => isRotatedSibling(n, base)).sort();
-        const live = this.byPath.get(join(dir, base));
-        let prev: TailedFile | undefined;
-        for (const name of rotated) {
-          const path = join(dir, name);
-          let st: Stats;
-          try {
-            st = statSync(path);
-          } catch {
-            continue;
-          }
-          const key = identityKey(st);
-          if (this.files.has(key)) continue;
-          const cp = this.restore.get(key);
-          if (!cp && (this.restoredAt === undefined || st.mtimeMs < this.restoredAt)) continue;
-          const file = this.open(path, live?.linkPath, st, false, undefined);
-          if (!file) continue;
-          this.byPath.delete(path);
-          file.state = 'rotated';
-          file.predecessor = prev;
-          prev = file;
-          this.ctx.log.info(`source ${this.name}: resuming rotated ${path} at byte ${file.readOffset}`);
-        }
-        if (live && prev) live.predecessor = prev;
-      }
+      const key = identityKey(st);
+      if (this.files.has(key) || !wanted(st, key)) continue;
+      const file = this.open(path, live?.linkPath, st, false, undefined, live?.decoder.resource);
+      if (!file) continue;
+      this.byPath.delete(path);
+      file.state = 'rotated';
+      file.predecessor = prev;
+      prev = file;
+      this.ctx.log.info(`source ${this.name}: reading rotated ${path} from byte ${file.readOffset}`);
     }
+    return prev;
   }
 
   private fileProblem(path: string, reason: string, err: Error): void {
@@ -294,18 +316,14 @@ export class ContainerLogsSource implements Source {
     this.warnings.warn(`file:${path}`, `source ${this.name}: cannot read ${path}: ${err.message}`);
   }
 
-  private onFsEvent(dir: string, file: string | null): void {
-    if (file === null) {
-      this.queueScan();
-      return;
-    }
-    const tracked = this.byPath.get(join(dir, file));
+  private onFsEvent(event: string, dir: string, file: string | null): void {
+    const tracked = file === null ? undefined : this.byPath.get(join(dir, file));
     if (tracked) {
       this.dirty.add(tracked);
       this.kick();
-    } else {
-      this.queueScan();
     }
+    // A name came or went (new symlink, rotation): look again.
+    if (!tracked || event === 'rename') this.queueScan();
   }
 
   /** New names show up as events; coalesce a burst of them into one scan. */
@@ -383,6 +401,9 @@ export class ContainerLogsSource implements Source {
       accepted();
       this.unackedBytes -= bytes;
       this.checkpointDirty = true;
+      // Saved before the output takes its next batch: a crash then repeats at most about one batch.
+      this.ackedSinceSave += bytes;
+      if (this.ackedSinceSave >= this.config.read_chunk) this.saveCheckpoint(false);
       if (this.unackedBytes < this.config.max_unacked_bytes) this.kick();
     });
   }
@@ -516,15 +537,16 @@ export class ContainerLogsSource implements Source {
     this.ctx.metrics.unackedBytes.set(this.labels, this.unackedBytes);
   }
 
-  private saveCheckpoint(force = false): void {
+  private saveCheckpoint(durable: boolean, force = false): void {
     if (!this.checkpointDirty && !force) return;
     this.checkpointDirty = false;
+    this.ackedSinceSave = 0;
     const files: FileCheckpoint[] = [];
     for (const f of this.files.values()) {
       files.push({ dev: f.dev, ino: f.ino, fingerprint: f.fingerprint, offset: f.committed, path: f.realPath });
     }
     try {
-      this.store.save(files);
+      this.store.save(files, durable);
       this.ctx.metrics.checkpointWrites.inc(this.labels);
     } catch (err) {
       this.checkpointDirty = true;

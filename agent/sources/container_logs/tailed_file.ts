@@ -43,6 +43,8 @@ export class TailedFile {
   committed: number;
   size = 0;
   lastActivity = Date.now();
+  /** When the agent first opened it: rotated copies newer than this were written after. */
+  readonly firstSeen = Date.now();
   /** Read to its current end at least once since the last change of state. */
   atEof = false;
   /** Finished: closed and read to the end; dropped once its last acknowledgement is in. */
@@ -112,7 +114,7 @@ export class TailedFile {
     if (last < 0) {
       if (n > maxLineBytes) {
         // Keep the head of an over-long line, marked truncated; skip the rest until its LF.
-        this.decoder.decode(buf.toString('utf8', 0, maxLineBytes), this.readOffset, observed, out, true);
+        this.decoder.decodeBytes(buf.subarray(0, maxLineBytes), this.readOffset, observed, out, true);
         this.skipFrom = this.readOffset;
         this.readOffset += n;
         return { bytes: n, more: true };
@@ -122,9 +124,9 @@ export class TailedFile {
       return { bytes: 0, more: false };
     }
     const decoder = this.decoder;
-    splitLines(buf, last + 1, this.readOffset, (line, lineStart) => {
-      if (line.length > maxLineBytes) decoder.decode(line.slice(0, maxLineBytes), lineStart, observed, out, true);
-      else decoder.decode(line, lineStart, observed, out);
+    splitLines(buf, last + 1, this.readOffset, decoder.lineMode, (line, lineStart, ascii) => {
+      if (line.length > maxLineBytes) decoder.decode(line.slice(0, maxLineBytes), lineStart, observed, out, ascii, true);
+      else decoder.decode(line, lineStart, observed, out, ascii);
     });
     this.readOffset += last + 1;
     const more = n === want;
@@ -141,7 +143,7 @@ export class TailedFile {
     if (this.fd !== undefined && this.skipFrom === undefined) {
       const n = readSync(this.fd, buf, 0, Math.min(buf.length, maxLineBytes), this.readOffset);
       if (n > 0 && buf.subarray(0, n).indexOf(10) < 0) {
-        this.decoder.decode(buf.toString('utf8', 0, n), this.readOffset, observed, out);
+        this.decoder.decodeBytes(buf.subarray(0, n), this.readOffset, observed, out, false);
         this.readOffset += n;
         consumed = n;
       }

@@ -7,10 +7,10 @@ import { watch, type FSWatcher } from 'node:fs';
  */
 export class FolderWatcher {
   private readonly watchers = new Map<string, FSWatcher>();
-  private readonly onEvent: (dir: string, file: string | null) => void;
+  private readonly onEvent: (event: string, dir: string, file: string | null) => void;
   private readonly onProblem: (dir: string, err: Error) => void;
 
-  constructor(onEvent: (dir: string, file: string | null) => void, onProblem: (dir: string, err: Error) => void) {
+  constructor(onEvent: (event: string, dir: string, file: string | null) => void, onProblem: (dir: string, err: Error) => void) {
     this.onEvent = onEvent;
     this.onProblem = onProblem;
   }
@@ -18,7 +18,7 @@ export class FolderWatcher {
   watch(dir: string): void {
     if (this.watchers.has(dir)) return;
     try {
-      const w = watch(dir, { persistent: false }, (_event, file) => this.onEvent(dir, file));
+      const w = watch(dir, { persistent: false }, (event, file) => this.onEvent(event, dir, file));
       w.on('error', (err) => {
         this.unwatch(dir);
         this.onProblem(dir, err);

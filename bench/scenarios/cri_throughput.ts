@@ -1,0 +1,235 @@
+/**
+ * CRI throughput: one corpus of container logs (>= 512 MiB by default), read by
+ *   raw    bench/baseline_raw.ts    read + count lines, the floor
+ *   naive  bench/baseline_naive.ts  read, parse, P/F join, JSON.stringify, write NDJSON, one loop
+ *   agent  agent/cli.ts run         container_logs source -> file output, the product
+ * each in its own process, one after another. Targets: agent >= 0.8x naive in lines per CPU-second,
+ * agent peak RSS < 150 MiB.
+ *
+ * Env: BENCH_MIB (512), BENCH_FILES (50), BENCH_SEED (1), BENCH_LONG_EVERY (1000: one 20 KiB line
+ * per this many lines), BENCH_ONLY (e.g. `raw,naive`), BENCH_AGENT_TIMEOUT_S (60 + 1 per MiB),
+ * BENCH_REPEAT (1: runs per program, the median by lines per CPU-second is shown), BENCH_KEEP=1
+ * (keep temp folders with outputs, the agent config and its log).
+ */
+import * as fs from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runAgent } from '../agent_process.ts';
+import { ensureCriCorpus } from '../corpus.ts';
+import {
+  MiB,
+  countLines,
+  firstAndLastLine,
+  freePort,
+  linesPerCpuSecond,
+  runReportingChild,
+  throughputTable,
+  warmPageCache,
+  type Measurement,
+  type Scenario,
+  type ScenarioContext,
+  type ScenarioOutcome,
+  type Target,
+} from '../measure.ts';
+
+const RUNS = ['raw', 'naive', 'agent'] as const;
+const NAIVE_RATIO_TARGET = 0.8;
+const RSS_TARGET_MIB = 150;
+export const AGENT_SOURCE_NAME = 'containers';
+export const AGENT_OUTPUT_NAME = 'bench_file';
+
+function intEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+/** Checks that an NDJSON line has the record shape of design.md; returns a problem or undefined. */
+function shapeProblem(line: string): string | undefined {
+  try {
+    const r = JSON.parse(line) as Record<string, unknown>;
+    for (const key of ['timestamp', 'observed_timestamp', 'body', 'attributes', 'resource']) {
+      if (!(key in r)) return `missing "${key}"`;
+    }
+    const attrs = r.attributes as Record<string, unknown>;
+    if (!attrs['log.iostream'] || !attrs['log.file.path']) return 'attributes lack log.iostream or log.file.path';
+    return undefined;
+  } catch (err) {
+    return `not JSON (${(err as Error).message})`;
+  }
+}
+
+export const criThroughput: Scenario = {
+  name: 'cri-throughput',
+  description: 'CRI container logs -> NDJSON file: raw read vs naive loop vs the agent',
+
+  async run(ctx: ScenarioContext): Promise<ScenarioOutcome> {
+    const env = ctx.env;
+    const params = {
+      mib: intEnv(env, 'BENCH_MIB', 512),
+      files: intEnv(env, 'BENCH_FILES', 50),
+      seed: intEnv(env, 'BENCH_SEED', 1),
+      longLineEvery: intEnv(env, 'BENCH_LONG_EVERY', 1000),
+    };
+    const only = new Set((env.BENCH_ONLY ?? RUNS.join(',')).split(',').map((s) => s.trim()));
+    const keep = env.BENCH_KEEP === '1';
+    const repeat = Math.max(1, intEnv(env, 'BENCH_REPEAT', 1));
+    const timeoutMs = intEnv(env, 'BENCH_AGENT_TIMEOUT_S', 60 + params.mib) * 1000;
+
+    ctx.log(`corpus: ${params.mib} MiB, ${params.files} files, seed ${params.seed}, a 20 KiB line every ${params.longLineEvery} lines`);
+    const corpus = ensureCriCorpus(ctx.dataDir, params);
+    ctx.log(
+      corpus.reused
+        ? `  reused ${corpus.dir}`
+        : `  generated ${corpus.dir} in ${corpus.generateSeconds.toFixed(1)} s`,
+    );
+    ctx.log(`  ${corpus.lines} records (${corpus.physicalLines} CRI lines), ${(corpus.bytes / MiB).toFixed(1)} MiB`);
+    warmPageCache(corpus.paths);
+
+    const measurements: Measurement[] = [];
+    const errors: string[] = [];
+    const notes: string[] = [];
+    const scratch = fs.mkdtempSync(join(tmpdir(), 'kta-bench-'));
+    let agentRun = 0;
+    const measure = async (name: string, fn: () => Promise<Measurement>) => {
+      if (!only.has(name)) return;
+      const runs: Measurement[] = [];
+      for (let i = 1; i <= repeat; i++) {
+        ctx.log(`running ${name}${repeat > 1 ? ` (${i}/${repeat})` : ''}...`);
+        try {
+          const m = await fn();
+          runs.push(m);
+          ctx.log(`  ${name}: ${m.lines} lines in ${m.wallSeconds.toFixed(2)} s wall, ${m.cpuSeconds.toFixed(2)} s CPU, peak RSS ${(m.peakRssBytes / MiB).toFixed(1)} MiB`);
+        } catch (err) {
+          const message = `${name} run failed: ${(err as Error).message}`;
+          errors.push(message);
+          ctx.log(`  ${message}`);
+          return;
+        }
+      }
+      // The median run by lines per CPU-second stands for all; the spread goes into the notes.
+      runs.sort((a, b) => linesPerCpuSecond(a) - linesPerCpuSecond(b));
+      const median = runs[Math.floor(runs.length / 2)]!;
+      if (runs.length > 1) {
+        const rss = runs.map((r) => r.peakRssBytes / MiB);
+        median.notes = [
+          ...(median.notes ?? []),
+          `median of ${runs.length} runs; lines/CPU-s ${Math.round(linesPerCpuSecond(runs[0]!))}..${Math.round(linesPerCpuSecond(runs[runs.length - 1]!))}, peak RSS ${Math.min(...rss).toFixed(1)}..${Math.max(...rss).toFixed(1)} MiB`,
+        ];
+      }
+      measurements.push(median);
+    };
+    const checkOutput = (path: string, m: Measurement): void => {
+      const n = countLines(path);
+      if (n !== corpus.lines) throw new Error(`output ${path} has ${n} lines, expected ${corpus.lines}`);
+      const { first, last } = firstAndLastLine(path);
+      const problem = shapeProblem(first) ?? shapeProblem(last);
+      if (problem) m.notes = [...(m.notes ?? []), `record shape: ${problem}`];
+      m.notes = [...(m.notes ?? []), `output ${(fs.statSync(path).size / MiB).toFixed(1)} MiB NDJSON`];
+      if (!keep) fs.rmSync(path, { force: true });
+    };
+
+    try {
+      await measure('raw', async () => {
+        const m = await runReportingChild('raw', join(ctx.repoRoot, 'bench/baseline_raw.ts'), [corpus.containersDir], ctx.repoRoot);
+        if (m.lines !== corpus.physicalLines) throw new Error(`counted ${m.lines} lines, expected ${corpus.physicalLines}`);
+        if (m.bytes !== corpus.bytes) throw new Error(`read ${m.bytes} bytes, expected ${corpus.bytes}`);
+        return m;
+      });
+
+      await measure('naive', async () => {
+        const out = join(scratch, 'naive.ndjson');
+        const m = await runReportingChild('naive', join(ctx.repoRoot, 'bench/baseline_naive.ts'), [corpus.containersDir, out], ctx.repoRoot);
+        if (m.lines !== corpus.lines) throw new Error(`emitted ${m.lines} records, expected ${corpus.lines}`);
+        checkOutput(out, m);
+        return m;
+      });
+
+      await measure('agent', async () => {
+        // A fresh data_dir per run: checkpoints of an earlier run would make it start at EOF.
+        const work = join(scratch, `agent-${++agentRun}`);
+        if (!keep) fs.rmSync(join(scratch, `agent-${agentRun - 1}`), { recursive: true, force: true });
+        const out = join(work, 'out.ndjson');
+        const port = await freePort();
+        const listen = `127.0.0.1:${port}`;
+        const m = await runAgent({
+          name: 'agent',
+          repoRoot: ctx.repoRoot,
+          workDir: work,
+          listen,
+          config: {
+            node_name: 'bench-node',
+            data_dir: join(work, 'data'),
+            log_level: 'warn',
+            server: { listen },
+            kubernetes: { mode: 'disabled' },
+            sources: {
+              [AGENT_SOURCE_NAME]: {
+                type: 'container_logs',
+                include: [join(corpus.containersDir, '*.log')],
+                read_from: 'beginning',
+              },
+            },
+            outputs: {
+              [AGENT_OUTPUT_NAME]: { type: 'file', inputs: [AGENT_SOURCE_NAME], path: out },
+            },
+          },
+          metric: { name: 'telemetry_agent_output_records_total', labels: { output: AGENT_OUTPUT_NAME, status: 'sent' } },
+          target: corpus.lines,
+          bytes: corpus.bytes,
+          timeoutMs,
+        });
+        if (m.lines !== corpus.lines) m.notes = [...(m.notes ?? []), `counter read ${m.lines} (> ${corpus.lines}: duplicates?)`];
+        checkOutput(out, m);
+        m.lines = corpus.lines;
+        return m;
+      });
+    } finally {
+      const agentFailed = errors.some((e) => e.startsWith('agent '));
+      if (keep) notes.push(`kept ${scratch} (outputs, agent-N/agent.yaml, agent-N/agent.log)`);
+      else if (agentFailed) {
+        // Keep the failed agent's config and log for a look; drop the big outputs.
+        const work = join(scratch, `agent-${agentRun}`);
+        fs.rmSync(join(scratch, 'naive.ndjson'), { force: true });
+        fs.rmSync(join(work, 'out.ndjson'), { force: true });
+        notes.push(`kept ${work} (agent.yaml, agent.log, data/) of the failed agent run`);
+      } else fs.rmSync(scratch, { recursive: true, force: true });
+    }
+
+    const byName = new Map(measurements.map((m) => [m.name, m]));
+    const agent = byName.get('agent');
+    const naive = byName.get('naive');
+    const targets: Target[] = [];
+    if (agent && naive) {
+      const ratio = linesPerCpuSecond(agent) / linesPerCpuSecond(naive);
+      targets.push({
+        description: `agent >= ${NAIVE_RATIO_TARGET}x naive in lines per CPU-second`,
+        pass: ratio >= NAIVE_RATIO_TARGET,
+        detail: `${ratio.toFixed(2)}x (${Math.round(linesPerCpuSecond(agent))} vs ${Math.round(linesPerCpuSecond(naive))})`,
+      });
+    } else {
+      targets.push({ description: `agent >= ${NAIVE_RATIO_TARGET}x naive in lines per CPU-second`, pass: undefined, detail: 'agent or naive not measured' });
+    }
+    targets.push(
+      agent
+        ? {
+            description: `agent peak RSS < ${RSS_TARGET_MIB} MiB`,
+            pass: agent.peakRssBytes < RSS_TARGET_MIB * MiB,
+            detail: `${(agent.peakRssBytes / MiB).toFixed(1)} MiB`,
+          }
+        : { description: `agent peak RSS < ${RSS_TARGET_MIB} MiB`, pass: undefined, detail: 'agent not measured' },
+    );
+
+    notes.unshift(
+      `input: ${corpus.files} files, ${corpus.lines} records (${corpus.physicalLines} CRI lines), ${(corpus.bytes / MiB).toFixed(1)} MiB, page cache warm`,
+      'raw counts CRI lines (P and F); naive and agent count joined records. CPU = user+system, all threads.',
+      'raw/naive: CPU and peak RSS reported by the process at its end (wall includes Node start-up);',
+      'agent: /proc/<pid>/stat and VmHWM read when the sent counter reached the record count (wall from spawn, 200 ms polls).',
+    );
+    for (const m of measurements) for (const n of m.notes ?? []) notes.push(`${m.name}: ${n}`);
+
+    return { measurements, table: throughputTable(measurements, ['raw', 'naive']), notes, targets, errors };
+  },
+};
