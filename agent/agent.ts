@@ -10,7 +10,7 @@ import { VERSION } from './version.ts';
 import { createOutput } from '../outputs/registry.ts';
 
 /** Per output, what may wait in memory before its sources are paused. */
-const OUTPUT_QUEUE_BYTES = 8 * 1024 * 1024;
+const OUTPUT_QUEUE_BYTES = 2 * 1024 * 1024;
 
 /**
  * The whole process: outputs first (so nothing is read before it has somewhere to go), then the

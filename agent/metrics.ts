@@ -37,6 +37,11 @@ export class SelfMetrics {
 
   constructor(version: string) {
     collectDefaultMetrics({ register: this.registry });
+    // Gauges named *_total break Prometheus naming rules (promtool rejects them); the counts are in
+    // nodejs_active_handles / nodejs_active_requests / nodejs_active_resources as well.
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+      this.registry.removeSingleMetric(name);
+    }
     this.buildInfo.set({ version, node_version: process.version }, 1);
     this.leader.set(0);
     this.configReloads.inc({ result: 'success' }, 0);

@@ -145,11 +145,9 @@ export class Pipeline {
   emitterFor(source: string): Emitter {
     const targets = this.routes.get(source) ?? [];
     const records = this.metrics.sourceRecords.labels({ source });
-    const bytesRead = this.metrics.sourceBytes.labels({ source });
     return {
       emit: (batchRecords, bytes, onAccepted) => {
         records.inc(batchRecords.length);
-        bytesRead.inc(bytes);
         const batch: RecordBatch = { source, records: batchRecords, bytes, ack: new BatchAck(targets.length, onAccepted) };
         for (const t of targets) t.enqueue(batch);
         let waits: Promise<void>[] | undefined;

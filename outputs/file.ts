@@ -24,6 +24,7 @@ export class FileOutput implements Output {
   private readonly config: FileConfig;
   private readonly encoder = new NdjsonEncoder();
   private handle: fsp.FileHandle | undefined;
+  private scratch = Buffer.allocUnsafeSlow(1024 * 1024);
 
   constructor(config: FileConfig, ctx: OutputContext) {
     this.name = ctx.name;
@@ -48,9 +49,14 @@ export class FileOutput implements Output {
 
   async write(batch: RecordBatch): Promise<number> {
     const handle = await this.open();
-    const { bytesWritten } = await handle.write(this.encoder.encodeAll(batch.records));
+    const text = this.encoder.encodeAll(batch.records);
+    // One reused buffer: a fresh Buffer per batch is external memory the GC frees late, and RSS grows.
+    const length = Buffer.byteLength(text);
+    if (length > this.scratch.length) this.scratch = Buffer.allocUnsafeSlow(Math.max(length, this.scratch.length * 2));
+    this.scratch.write(text, 0, length, 'utf8');
+    for (let done = 0; done < length; ) done += (await handle.write(this.scratch, done, length - done)).bytesWritten;
     if (this.config.fsync) await handle.datasync();
-    return bytesWritten;
+    return length;
   }
 
   async flush(): Promise<void> {

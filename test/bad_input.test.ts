@@ -88,8 +88,9 @@ describe('bad input', () => {
     expect(await h.metric('telemetry_agent_parse_errors_total', { source: SOURCE })).toBe(1);
   });
 
-  it('invalid UTF-8 in content becomes U+FFFD; neighbouring lines are intact', async () => {
-    const h = harness();
+  // `auto` is the default: the format is learnt from the first line, inside the first read chunk.
+  it.each(['auto', 'cri'])('invalid UTF-8 in content becomes U+FFFD; neighbouring lines are intact (format: %s)', async (format) => {
+    const h = harness({ format });
     const c = h.tree.container({
       content: Buffer.concat([
         Buffer.from(criLine('before ünïcødé ✓', { time: criTime(1) })),
@@ -108,6 +109,28 @@ describe('bad input', () => {
     expect(records.map((r) => r.timestamp)).toEqual([criTime(1), criTime(2), criTime(3), criTime(4)]);
     for (const r of records) expect(r.attributes['kta.parse.error']).toBeUndefined();
     expect(records.every(ofFile(c.logPath))).toBe(true);
+    // Later chunks too.
+    appendFileSync(c.logPath, Buffer.concat([Buffer.from(criHeader({ time: criTime(5) }) + 'later ✓ '), Buffer.from([0xc0]), Buffer.from('\n')]));
+    expect((await h.waitForLines(5))[4]!.body).toBe('later ✓ \uFFFD');
+  });
+
+  it.each(['auto', 'cri'])('a character split between a P chunk and its F is joined whole (format: %s)', async (format) => {
+    const h = harness({ format });
+    const euro = Buffer.from('€'); // e2 82 ac
+    h.tree.container({
+      content: Buffer.concat([
+        Buffer.from(criLine('first ✓', { time: criTime(1) })),
+        Buffer.from(criHeader({ time: criTime(2), tag: 'P' }) + 'price: '),
+        euro.subarray(0, 2),
+        Buffer.from('\n' + criHeader({ time: criTime(3) })),
+        euro.subarray(2),
+        Buffer.from(' 5\n'),
+      ]),
+    });
+    await h.start();
+    const records = await h.waitForLines(2);
+    expect(bodies(records)).toEqual(['first ✓', 'price: € 5']);
+    expect(records[1]!.timestamp).toBe(criTime(2));
   });
 
   it('CRLF: a full line loses its CR, a partial chunk keeps it, a CR inside stays', async () => {
@@ -185,7 +208,8 @@ describe('bad input', () => {
   });
 
   it('max_line_bytes cuts a non-ASCII line inside one read chunk by bytes too, as it does a line longer than a chunk', async () => {
-    const h = harness({ max_line_bytes: '64KiB', read_chunk: '1MiB' });
+    // format: cri, so the format is known before the first chunk (see the U+FFFD tests for auto).
+    const h = harness({ max_line_bytes: '64KiB', read_chunk: '1MiB', format: 'cri' });
     const header = criHeader({ time: criTime(1) });
     // 90,000 bytes of 3-byte characters: over the 64 KiB cap, well within one 1 MiB chunk.
     h.tree.container({ content: header + '€'.repeat(30_000) + '\n' + criLine('after', { time: criTime(2) }) });
@@ -197,6 +221,30 @@ describe('bad input', () => {
     expect(records[0]!.attributes['kta.log.truncated']).toBe(true);
     expect(Buffer.byteLength(header) + Buffer.byteLength(records[0]!.body as string)).toBeLessThanOrEqual(64 * 1024);
     expect(records[0]!.body).toBe('€'.repeat(21_832));
+  });
+
+  it('an over-long docker json-file line is cut and marked truncated, not reported as unparseable JSON', async () => {
+    const h = harness({ max_line_bytes: '16KiB', read_chunk: '1MiB' });
+    const message = 'z'.repeat(20_000);
+    const c = h.tree.container({
+      content:
+        JSON.stringify({ log: 'before\n', stream: 'stdout', time: '2026-11-21T10:00:00.000000001Z' }) + '\n' +
+        JSON.stringify({ log: message + '\n', stream: 'stdout', time: '2026-11-21T10:00:00.000000002Z' }) + '\n' +
+        JSON.stringify({ log: 'after\n', stream: 'stdout', time: '2026-11-21T10:00:00.000000003Z' }) + '\n',
+    });
+    await h.start();
+    const records = await h.waitForLines(3);
+    expect(bodies([records[0]!, records[2]!])).toEqual(['before', 'after']);
+    const big = records[1]!;
+    expect(big.attributes['kta.parse.error']).toBeUndefined();
+    expect(big.attributes).toMatchObject({ 'log.iostream': 'stdout', 'log.file.path': c.logPath, 'kta.log.truncated': true });
+    expect(big.timestamp).toBe('2026-11-21T10:00:00.000000002Z');
+    expect(typeof big.body).toBe('string');
+    expect(message.startsWith(big.body as string)).toBe(true);
+    expect((big.body as string).length).toBeGreaterThan(0);
+    expect((big.body as string).length).toBeLessThanOrEqual(16 * 1024);
+    expect(await h.metric('telemetry_agent_truncated_records_total', { source: SOURCE })).toBe(1);
+    expect(await h.metric('telemetry_agent_parse_errors_total', { source: SOURCE })).toBeUndefined();
   });
 
   it('telemetry_agent_source_bytes_total counts every byte read, the skipped tail of an over-long line and empty lines included', async () => {

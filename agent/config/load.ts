@@ -7,8 +7,8 @@ import { configSchema, type AgentConfig } from './schema.ts';
 /** A config that cannot be used: one line per problem, each naming its key path. */
 export class ConfigError extends Error {
   readonly problems: string[];
-  constructor(file: string, problems: string[]) {
-    super(`${file}: invalid config\n${problems.map((p) => `  ${p}`).join('\n')}`);
+  constructor(file: string, problems: string[], headline = 'invalid config') {
+    super(`${file}: ${headline}\n${problems.map((p) => `  ${p}`).join('\n')}`);
     this.problems = problems;
   }
 }
@@ -18,7 +18,9 @@ export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.en
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new ConfigError(file, [`cannot read config file: ${(err as Error).message}`]);
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : e.message;
+    throw new ConfigError(file, [`cannot read config file: ${why}`], 'cannot read config file');
   }
   return parseConfig(text, file, env);
 }
@@ -31,7 +33,7 @@ export function parseConfig(text: string, file = '<config>', env: NodeJS.Process
   if (doc.errors.length) {
     throw new ConfigError(
       file,
-      doc.errors.map((e) => `line ${e.linePos?.[0].line ?? '?'}: YAML: ${e.message.split('\n')[0]}`),
+      doc.errors.map((e) => `line ${e.linePos?.[0].line ?? '?'}: YAML: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`),
     );
   }
   const data: unknown = doc.toJS() ?? {};
@@ -69,6 +71,8 @@ function describeIssue(issue: z.core.$ZodIssue, data: unknown): string[] {
     case 'invalid_type':
       if (valueAt(data, issue.path) === undefined) return [`${where}: required key is missing (expected ${issue.expected})`];
       return [`${where}: expected ${issue.expected}, got ${JSON.stringify(valueAt(data, issue.path))}`];
+    case 'invalid_key':
+      return issue.issues.map((i) => `${where}: ${i.message}`);
     case 'invalid_value':
       return [`${where}: expected one of ${issue.values.map((v) => JSON.stringify(v)).join(' | ')}, got ${JSON.stringify(valueAt(data, issue.path))}`];
     default:

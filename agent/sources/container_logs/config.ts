@@ -20,10 +20,10 @@ export const containerLogsConfig = z.strictObject({
   rotate_wait: duration('5s').default(5000),
   checkpoint_interval: duration('1s').default(1000),
   /** Bytes read from one file before the tailer moves to the next (fairness between files). */
-  read_chunk: size('1MiB').default(1024 * 1024),
+  read_chunk: size('64KiB').default(64 * 1024),
   /** Cap on open descriptors; idle live files are closed and reopened by path when over it. */
   max_open_files: z.number().int().min(8).default(1024),
   /** Records read but not yet acknowledged by every output; reading pauses above it. */
-  max_unacked_bytes: size('16MiB').default(16 * 1024 * 1024),
+  max_unacked_bytes: size("1MiB").default(1024 * 1024),
 });
 export type ContainerLogsConfig = z.infer<typeof containerLogsConfig>;

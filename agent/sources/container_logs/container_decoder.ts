@@ -8,8 +8,15 @@ import { utf8FromBinary } from './line_splitter.ts';
 
 export type ContainerFormat = 'cri' | 'docker';
 
+/**
+ * docker's copier splits messages at 16 KiB, but JSON escaping can make a line several times
+ * longer: physical docker lines are only cut far above that, so a record is capped by
+ * max_line_bytes after decoding (keeping its stream and time) instead of as broken JSON.
+ */
+export const DOCKER_PHYSICAL_LINE_CAP = 256 * 1024;
+
 export interface DecoderEvents {
-  parseError(parser: ContainerFormat, message: string): void;
+  parseError(parser: ContainerFormat | 'auto', message: string): void;
   truncated(): void;
   emptyLine(): void;
 }
@@ -27,6 +34,7 @@ export class ContainerDecoder {
   private readonly path: string;
   private readonly streamAttributes: Record<'stdout' | 'stderr', Attributes>;
   private readonly events: DecoderEvents;
+  private readonly maxLineBytes: number;
   /** Some line since nothing was pending came as bytes: joined content must be read as UTF-8. */
   private binaryPending = false;
 
@@ -38,6 +46,7 @@ export class ContainerDecoder {
     events: DecoderEvents;
   }) {
     this.merger = new PartialMerger({ maxBytes: opts.maxLineBytes });
+    this.maxLineBytes = opts.maxLineBytes;
     this.resource = opts.resource;
     this.path = opts.path;
     this.events = opts.events;
@@ -58,6 +67,22 @@ export class ContainerDecoder {
     return this.merger.earliestPendingOffset();
   }
 
+  /** Longest physical line kept whole; longer ones are cut and marked truncated. */
+  get physicalLineCap(): number {
+    return this.format === 'docker' ? Math.max(this.maxLineBytes, DOCKER_PHYSICAL_LINE_CAP) : this.maxLineBytes;
+  }
+
+  /** With `format: auto`, decide from the first line of the first chunk, before it is split. */
+  detect(firstLine: string): void {
+    if (this.parse !== undefined) return;
+    const format = detectFormat(firstLine);
+    if (format) this.setFormat(format);
+  }
+
+  get formatKnown(): boolean {
+    return this.parse !== undefined;
+  }
+
   /**
    * How the reader should hand lines over: CRI lines as bytes (binary strings), because containerd
    * cuts P chunks at a byte count that may split a UTF-8 character; docker lines as UTF-8, since
@@ -69,12 +94,12 @@ export class ContainerDecoder {
 
   /** A line given as raw bytes (an over-long head, or a last line without LF). */
   decodeBytes(bytes: Buffer, lineStart: number, observed: string, out: LogRecord[], truncated: boolean): void {
-    if (this.lineMode === 'bytes') this.decode(bytes.toString('latin1'), lineStart, observed, out, false, truncated);
-    else this.decode(bytes.toString('utf8'), lineStart, observed, out, true, truncated);
+    if (this.lineMode === 'bytes') this.decode(bytes.toString('latin1'), lineStart, observed, out, true, truncated);
+    else this.decode(bytes.toString('utf8'), lineStart, observed, out, false, truncated);
   }
 
-  /** `ascii` false: in bytes mode the line is a binary string to be read as UTF-8 once joined. */
-  decode(line: string, lineStart: number, observed: string, out: LogRecord[], ascii: boolean, truncated = false): void {
+  /** `binary`: the line is a latin1 string of UTF-8 bytes, to be read as UTF-8 once P/F chunks are joined. */
+  decode(line: string, lineStart: number, observed: string, out: LogRecord[], binary: boolean, truncated = false): void {
     if (line.length === 0) {
       this.events.emptyLine();
       return;
@@ -82,13 +107,14 @@ export class ContainerDecoder {
     if (this.parse === undefined) {
       const format = detectFormat(line);
       if (format === undefined) {
-        this.failure(line, 'unknown format: neither CRI nor docker json-file', observed, out);
+        const error = 'unknown format: neither CRI nor docker json-file';
+        this.events.parseError('auto', error);
+        this.failure(binary ? utf8FromBinary(line) : line, error, observed, out);
         return;
       }
       this.setFormat(format);
     }
     const parsed = this.parse!(line);
-    const binary = !ascii && this.format === 'cri';
     if (isParseFailure(parsed)) {
       this.events.parseError(this.format!, parsed.error);
       this.failure(binary ? utf8FromBinary(line) : line, parsed.error, observed, out);

@@ -1,10 +1,10 @@
 import { isAscii } from 'node:buffer';
 
 /**
- * Receives one physical line (without its LF), where it starts, and whether the chunk was pure
- * ASCII. In `bytes` mode a non-ASCII line arrives as a binary (latin1) string: one char per byte.
+ * Receives one physical line (without its LF), where it starts, and whether it is a binary string:
+ * in `bytes` mode a chunk that is not pure ASCII arrives as latin1, one char per byte.
  */
-export type LineHandler = (line: string, lineStart: number, ascii: boolean) => void;
+export type LineHandler = (line: string, lineStart: number, binary: boolean) => void;
 
 /**
  * Cuts `buf[0, end)` — which must end just after an LF — into lines. Container logs are nearly
@@ -20,7 +20,7 @@ export function splitLines(buf: Buffer, end: number, fileOffset: number, mode: '
     let start = 0;
     while (start < end) {
       const nl = text.indexOf('\n', start);
-      onLine(text.slice(start, nl), fileOffset + start, ascii);
+      onLine(text.slice(start, nl), fileOffset + start, !ascii);
       start = nl + 1;
     }
     return;

@@ -8,7 +8,7 @@ import type { Source } from '../source.ts';
 import { formatUnixMillis } from '../../../parsers/timestamp.ts';
 import type { ContainerLogsConfig } from './config.ts';
 import { CheckpointStore, type CheckpointState, type FileCheckpoint } from './checkpoint_store.ts';
-import { ContainerDecoder } from './container_decoder.ts';
+import { ContainerDecoder, DOCKER_PHYSICAL_LINE_CAP } from './container_decoder.ts';
 import { discover, globBase } from './discovery.ts';
 import { fingerprint, fingerprintMatches, identityKey } from './file_identity.ts';
 import { resourceFromPaths } from './path_metadata.ts';
@@ -60,15 +60,17 @@ export class ContainerLogsSource implements Source {
   private started = false;
   private scanQueued = false;
   private readonly labels: { source: string };
+  private readonly bytesRead: { inc(n: number): void };
 
   constructor(name: string, config: ContainerLogsConfig, ctx: SourceContext) {
     this.name = name;
     this.config = config;
     this.ctx = ctx;
     this.labels = { source: name };
+    this.bytesRead = ctx.metrics.sourceBytes.labels(this.labels);
     this.store = new CheckpointStore(ctx.dataDir, name);
     this.warnings = new RateLimitedLog(ctx.log);
-    this.buf = Buffer.allocUnsafe(Math.max(config.read_chunk, config.max_line_bytes + 1));
+    this.buf = Buffer.allocUnsafe(Math.max(config.read_chunk, config.max_line_bytes, DOCKER_PHYSICAL_LINE_CAP) + 1);
     this.watcher = new FolderWatcher(
       (event, dir, file) => this.onFsEvent(event, dir, file),
       (dir, err) => this.warnings.warn(`watch:${dir}`, `source ${name}: cannot watch ${dir} (${err.message}); polling it every ${config.poll_interval} ms`),
@@ -255,7 +257,11 @@ export class ContainerLogsSource implements Source {
     if (restoredAt === undefined) return;
     const dirs = new Map<string, Set<string>>();
     const add = (path: string) => dirs.set(dirname(path), (dirs.get(dirname(path)) ?? new Set()).add(liveBaseOf(path)));
-    for (const cp of this.restore.values()) if (!this.files.has(`${cp.dev}:${cp.ino}`)) add(cp.path);
+    for (const cp of this.restore.values()) {
+      if (this.files.has(`${cp.dev}:${cp.ino}`)) continue;
+      add(cp.path);
+      this.resumeOrphan(cp);
+    }
     for (const file of this.files.values()) add(file.realPath);
     for (const [dir, bases] of dirs) {
       for (const base of bases) {
@@ -264,6 +270,21 @@ export class ContainerLogsSource implements Source {
         if (live && last) live.predecessor = last;
       }
     }
+  }
+
+  /** A file whose symlink went away while we were down (pod deleted) is still read to its end. */
+  private resumeOrphan(cp: FileCheckpoint): void {
+    let st: Stats;
+    try {
+      st = statSync(cp.path);
+    } catch {
+      return;
+    }
+    if (st.dev !== cp.dev || st.ino !== cp.ino) return;
+    const file = this.open(cp.path, undefined, st, false, undefined);
+    if (!file) return;
+    file.state = 'orphaned';
+    this.ctx.log.info(`source ${this.name}: ${cp.path} lost its symlink while the agent was down; reading it to its end from byte ${file.readOffset}`);
   }
 
   /**
@@ -373,7 +394,7 @@ export class ContainerLogsSource implements Source {
       const out: LogRecord[] = [];
       let result;
       try {
-        result = file.read(this.buf, config.read_chunk, config.max_line_bytes, formatUnixMillis(Date.now()), out);
+        result = file.read(this.buf, config.read_chunk, formatUnixMillis(Date.now()), out);
       } catch (err) {
         this.fileProblem(file.realPath, 'read_error', err as Error);
         continue;
@@ -390,6 +411,7 @@ export class ContainerLogsSource implements Source {
   }
 
   private emit(file: TailedFile, records: LogRecord[], bytes: number): Promise<void> {
+    this.bytesRead.inc(bytes);
     const accepted = file.track(file.safeOffset());
     if (records.length === 0) {
       accepted();
@@ -458,7 +480,7 @@ export class ContainerLogsSource implements Source {
   /** The file will not grow again: hand over its last bytes and joins, close it, wake its successor. */
   private finish(file: TailedFile, observed: string): void {
     const out: LogRecord[] = [];
-    const bytes = file.finishTail(this.buf, this.config.max_line_bytes, observed, out);
+    const bytes = file.finishTail(this.buf, observed, out);
     void this.emit(file, out, bytes);
     file.finished = true;
     file.close();

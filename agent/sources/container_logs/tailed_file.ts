@@ -84,9 +84,9 @@ export class TailedFile {
 
   /**
    * Reads up to `want` bytes at the read offset and decodes the complete lines in them into `out`.
-   * `buf` must hold at least max(want, maxLineBytes + 1) bytes.
+   * `buf` must hold more than max(want, the decoder's physical line cap) bytes.
    */
-  read(buf: Buffer, want: number, maxLineBytes: number, observed: string, out: LogRecord[]): ReadResult {
+  read(buf: Buffer, want: number, observed: string, out: LogRecord[]): ReadResult {
     const fd = this.fd;
     if (fd === undefined) return { bytes: 0, more: false };
     let n = readSync(fd, buf, 0, want, this.readOffset);
@@ -94,6 +94,11 @@ export class TailedFile {
       this.atEof = true;
       return { bytes: 0, more: false };
     }
+    if (!this.decoder.formatKnown) {
+      const first = buf.subarray(0, n).indexOf(10);
+      this.decoder.detect(buf.toString('latin1', 0, first < 0 ? Math.min(n, 256) : Math.min(first, 256)));
+    }
+    const maxLineBytes = this.decoder.physicalLineCap;
     this.lastActivity = Date.now();
     if (this.skipFrom !== undefined) {
       const nl = buf.subarray(0, n).indexOf(10);
@@ -124,9 +129,9 @@ export class TailedFile {
       return { bytes: 0, more: false };
     }
     const decoder = this.decoder;
-    splitLines(buf, last + 1, this.readOffset, decoder.lineMode, (line, lineStart, ascii) => {
-      if (line.length > maxLineBytes) decoder.decode(line.slice(0, maxLineBytes), lineStart, observed, out, ascii, true);
-      else decoder.decode(line, lineStart, observed, out, ascii);
+    splitLines(buf, last + 1, this.readOffset, decoder.lineMode, (line, lineStart, binary) => {
+      if (line.length > maxLineBytes) decoder.decode(line.slice(0, maxLineBytes), lineStart, observed, out, binary, true);
+      else decoder.decode(line, lineStart, observed, out, binary);
     });
     this.readOffset += last + 1;
     const more = n === want;
@@ -138,10 +143,10 @@ export class TailedFile {
    * The file will not grow again (rotated or orphaned and idle): decode a last line that lacks its
    * LF and close every partial join, so nothing is held back.
    */
-  finishTail(buf: Buffer, maxLineBytes: number, observed: string, out: LogRecord[]): number {
+  finishTail(buf: Buffer, observed: string, out: LogRecord[]): number {
     let consumed = 0;
     if (this.fd !== undefined && this.skipFrom === undefined) {
-      const n = readSync(this.fd, buf, 0, Math.min(buf.length, maxLineBytes), this.readOffset);
+      const n = readSync(this.fd, buf, 0, Math.min(buf.length, this.decoder.physicalLineCap), this.readOffset);
       if (n > 0 && buf.subarray(0, n).indexOf(10) < 0) {
         this.decoder.decodeBytes(buf.subarray(0, n), this.readOffset, observed, out, false);
         this.readOffset += n;
