@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=8 --max-old-space-size=256
 import { parseArgs } from 'node:util';
 import { Agent } from './agent.ts';
 import { runUntilSignal } from './lifecycle.ts';
@@ -62,6 +62,13 @@ async function main(argv: string[]): Promise<number> {
     default:
       throw new UsageError(command ? `unknown command "${command}"` : 'missing command');
   }
+}
+
+if (Number(process.versions.node.split('.')[0]) < 24) {
+  process.stderr.write(
+    `telemetry-agent needs Node 24 or newer (this is ${process.version}); run it through npm (npm start, npx telemetry-agent), which uses the Node 24 pinned in devDependencies\n`,
+  );
+  process.exit(1);
 }
 
 main(process.argv.slice(2)).then(

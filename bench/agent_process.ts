@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { agentNodeFlags } from '../agent/runtime_flags.ts';
 import { TailBuffer, describeExit, procStats, waitForExit, type ExitInfo, type Measurement } from './measure.ts';
 
 export interface AgentRunOptions {
@@ -66,7 +67,7 @@ export async function runAgent(o: AgentRunOptions): Promise<Measurement> {
   const tail = new TailBuffer();
   const cli = join(o.repoRoot, 'agent/cli.ts');
   const start = performance.now();
-  const child = spawn(process.execPath, [cli, 'run', '--config', configPath], { cwd: o.repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...agentNodeFlags(), cli, 'run', '--config', configPath], { cwd: o.repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
   const onData = (b: Buffer) => {
     tail.push(b);
     fs.writeSync(log, b);

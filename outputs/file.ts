@@ -49,11 +49,9 @@ export class FileOutput implements Output {
 
   async write(batch: RecordBatch): Promise<number> {
     const handle = await this.open();
-    const text = this.encoder.encodeAll(batch.records);
     // One reused buffer: a fresh Buffer per batch is external memory the GC frees late, and RSS grows.
-    const length = Buffer.byteLength(text);
-    if (length > this.scratch.length) this.scratch = Buffer.allocUnsafeSlow(Math.max(length, this.scratch.length * 2));
-    this.scratch.write(text, 0, length, 'utf8');
+    const { buf, length } = this.encoder.encodeInto(batch.records, this.scratch);
+    this.scratch = buf;
     for (let done = 0; done < length; ) done += (await handle.write(this.scratch, done, length - done)).bytesWritten;
     if (this.config.fsync) await handle.datasync();
     return length;

@@ -33,6 +33,25 @@ export class NdjsonEncoder {
     );
   }
 
+  /**
+   * Encodes straight into a reusable buffer, growing it when needed; returns the buffer and the
+   * byte count. One flat batch string would be a large heap object the GC frees late.
+   */
+  encodeInto(records: readonly LogRecord[], buf: Buffer<ArrayBuffer>): { buf: Buffer<ArrayBuffer>; length: number } {
+    let off = 0;
+    for (let i = 0; i < records.length; i++) {
+      const line = this.encode(records[i]!);
+      // A UTF-16 unit never takes more than 3 UTF-8 bytes.
+      if (off + line.length * 3 > buf.length) {
+        const bigger = Buffer.allocUnsafeSlow(Math.max(buf.length * 2, off + line.length * 3));
+        buf.copy(bigger, 0, 0, off);
+        buf = bigger;
+      }
+      off += buf.write(line, off);
+    }
+    return { buf, length: off };
+  }
+
   encodeAll(records: readonly LogRecord[]): string {
     let out = '';
     for (let i = 0; i < records.length; i++) out += this.encode(records[i]!);

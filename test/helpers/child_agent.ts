@@ -3,7 +3,9 @@ import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
-export const CLI = fileURLToPath(new URL('../../agent/cli.ts', import.meta.url));
+import { agentNodeFlags, CLI_PATH } from '../../agent/runtime_flags.ts';
+
+export const CLI = CLI_PATH;
 
 /**
  * The Node 24 that runs the agent's .ts files: the pinned devDependency. `node_modules/.bin/vitest`
@@ -39,7 +41,7 @@ export class ChildAgent {
   }
 
   start(): void {
-    this.proc = spawn(NODE, [CLI, 'run', '--config', this.configPath], { stdio: ['ignore', 'ignore', 'pipe'], ...this.user });
+    this.proc = spawn(NODE, [...agentNodeFlags(), CLI, 'run', '--config', this.configPath], { stdio: ['ignore', 'ignore', 'pipe'], ...this.user });
     this.proc.stderr!.on('data', (d: Buffer) => {
       this.stderr += d.toString();
       if (this.stderr.length > 200_000) this.stderr = this.stderr.slice(-100_000);
