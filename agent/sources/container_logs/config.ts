@@ -24,6 +24,6 @@ export const containerLogsConfig = z.strictObject({
   /** Cap on open descriptors; idle live files are closed and reopened by path when over it. */
   max_open_files: z.number().int().min(8).default(1024),
   /** Records read but not yet acknowledged by every output; reading pauses above it. */
-  max_unacked_bytes: size("1MiB").default(1024 * 1024),
+  max_unacked_bytes: size('256KiB').default(256 * 1024),
 });
 export type ContainerLogsConfig = z.infer<typeof containerLogsConfig>;
