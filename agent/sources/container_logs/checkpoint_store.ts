@@ -1,5 +1,6 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../../atomic_file.ts';
 import type { Fingerprint } from './file_identity.ts';
 
 /** Where a source stands in one file: resume reading at `offset`. */
@@ -20,10 +21,7 @@ export interface CheckpointState {
 
 const VERSION = 1;
 
-/**
- * One JSON file per source under data_dir, replaced atomically (write temp, fsync, rename, fsync
- * the folder) so a crash at any instant leaves either the old or the new state, never a torn one.
- */
+/** One JSON file per source under data_dir, replaced atomically (see writeFileAtomic). */
 export class CheckpointStore {
   readonly path: string;
 
@@ -57,23 +55,6 @@ export class CheckpointStore {
    * the agent being killed, which is what bounds duplicates after a crash.
    */
   save(files: FileCheckpoint[], durable: boolean, now = Date.now()): void {
-    mkdirSync(dirname(this.path), { recursive: true });
-    const tmp = `${this.path}.tmp`;
-    const body = JSON.stringify({ version: VERSION, writtenAt: now, files });
-    const fd = openSync(tmp, 'w', 0o600);
-    try {
-      writeSync(fd, body);
-      if (durable) fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, this.path);
-    if (!durable) return;
-    const dir = openSync(dirname(this.path), 'r');
-    try {
-      fsyncSync(dir);
-    } finally {
-      closeSync(dir);
-    }
+    writeFileAtomic(this.path, JSON.stringify({ version: VERSION, writtenAt: now, files }), durable);
   }
 }
