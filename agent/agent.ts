@@ -1,85 +1,214 @@
 import type { AddressInfo } from 'node:net';
+import { isDeepStrictEqual } from 'node:util';
 import type { AgentConfig } from './config/schema.ts';
-import { createLogger, type Logger } from './log.ts';
+import { createLogger, type Level, type Logger } from './log.ts';
 import { SelfMetrics } from './metrics.ts';
 import { OutputRunner, Pipeline } from './pipeline.ts';
 import { AgentServer } from './server.ts';
 import { createSource } from './sources/create.ts';
 import type { Source } from './sources/source.ts';
 import { VERSION } from './version.ts';
-import { createOutput } from '../outputs/registry.ts';
+import { createOutput, type OutputConfig } from '../outputs/registry.ts';
 
 /** Per output, what may wait in memory before its sources are paused. */
 const OUTPUT_QUEUE_BYTES = 2 * 1024 * 1024;
 
+/** Keys a running agent cannot take over without a restart (checkpoints and identity live there). */
+const RESTART_ONLY = ['data_dir'] as const;
+
+export class ReloadRejected extends Error {}
+
 /**
  * The whole process: outputs first (so nothing is read before it has somewhere to go), then the
  * server, then sources. Stopping runs the other way, and checkpoints are written last, when they
- * reflect every acknowledgement that arrived.
+ * reflect every acknowledgement that arrived. A reload changes only what changed: untouched
+ * sources keep reading where they are, a changed output hands its unsent batches to its successor.
  */
 export class Agent {
-  readonly config: AgentConfig;
+  config: AgentConfig;
   readonly metrics = new SelfMetrics(VERSION);
   readonly log: Logger;
+  private readonly setLevel: (level: Level) => void;
   private readonly pipeline: Pipeline;
-  private readonly sources: Source[];
-  private readonly server: AgentServer;
+  private readonly sources = new Map<string, Source>();
+  private server: AgentServer;
   private stopping = false;
+  private reloading: Promise<void> = Promise.resolve();
   address: AddressInfo | undefined;
 
-  constructor(config: AgentConfig, log: Logger = createLogger(config.log_level)) {
+  constructor(config: AgentConfig, log?: Logger) {
     this.config = config;
-    this.log = log;
+    let level: Level = config.log_level;
+    const base = log ?? createLogger('debug');
+    const rank: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+    const at = (l: Level) => (msg: string) => {
+      if (log || rank[l] >= rank[level]) base[l](msg);
+    };
+    this.log = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+    this.setLevel = (l) => (level = l);
+    this.pipeline = new Pipeline(this.metrics);
     const runners = new Map<string, OutputRunner>();
-    const routes = new Map<string, string[]>();
-    for (const [name, outCfg] of Object.entries(config.outputs)) {
-      const output = createOutput(outCfg, {
-        name,
-        metrics: this.metrics,
-        log: (level, msg) => log[level](`output ${name}: ${msg}`),
-      });
-      runners.set(name, new OutputRunner(output, this.metrics, log, { maxQueuedBytes: OUTPUT_QUEUE_BYTES }));
-      for (const input of outCfg.inputs) routes.set(input, [...(routes.get(input) ?? []), name]);
-    }
-    this.pipeline = new Pipeline(runners, routes, this.metrics);
-    this.sources = Object.entries(config.sources).map(([name, srcCfg]) =>
-      createSource(name, srcCfg, {
-        nodeName: config.node_name,
-        dataDir: config.data_dir,
-        metrics: this.metrics,
-        log,
-        emitter: this.pipeline.emitterFor(name),
-      }),
-    );
-    this.server = new AgentServer(this.metrics, {
+    for (const [name, outCfg] of Object.entries(config.outputs)) runners.set(name, this.runner(name, outCfg));
+    this.pipeline.setRoutes(runners, inputsOf(config));
+    for (const [name, srcCfg] of Object.entries(config.sources)) this.sources.set(name, this.source(name, srcCfg, config));
+    this.server = this.newServer();
+  }
+
+  private runner(name: string, outCfg: OutputConfig): OutputRunner {
+    const output = createOutput(outCfg, {
+      name,
+      metrics: this.metrics,
+      log: (level, msg) => this.log[level](`output ${name}: ${msg}`),
+    });
+    return new OutputRunner(output, this.metrics, this.log, { maxQueuedBytes: OUTPUT_QUEUE_BYTES });
+  }
+
+  private source(name: string, srcCfg: AgentConfig['sources'][string], config: AgentConfig): Source {
+    return createSource(name, srcCfg, {
+      nodeName: config.node_name,
+      dataDir: config.data_dir,
+      metrics: this.metrics,
+      log: this.log,
+      emitter: this.pipeline.emitterFor(name),
+    });
+  }
+
+  private newServer(): AgentServer {
+    return new AgentServer(this.metrics, {
       live: () => true,
-      ready: () => !this.stopping && this.sources.every((s) => s.ready),
+      ready: () => !this.stopping && [...this.sources.values()].every((s) => s.ready),
     });
   }
 
   async start(): Promise<void> {
     this.address = await this.server.listen(this.config.server.listen);
-    for (const source of this.sources) await source.start();
+    for (const source of this.sources.values()) await source.start();
     this.log.info(
-      `telemetry-agent ${VERSION} on node ${this.config.node_name}: ${this.sources.length} sources, ` +
+      `telemetry-agent ${VERSION} on node ${this.config.node_name}: ${this.sources.size} sources, ` +
         `${this.pipeline.runners.size} outputs, serving http://${this.address.address}:${this.address.port}/metrics`,
     );
+  }
+
+  /**
+   * Applies a new, already validated config. Reloads run one at a time. Throws ReloadRejected
+   * (the running config stays) when a restart-only key changed.
+   */
+  reload(next: AgentConfig): Promise<void> {
+    const run = this.reloading.then(() => this.apply(next));
+    this.reloading = run.catch(() => undefined);
+    return run;
+  }
+
+  private async apply(next: AgentConfig): Promise<void> {
+    if (this.stopping) throw new ReloadRejected('the agent is stopping');
+    const prev = this.config;
+    for (const key of RESTART_ONLY) {
+      if (!isDeepStrictEqual(prev[key], next[key])) {
+        throw new ReloadRejected(`${key} changed (${JSON.stringify(prev[key])} -> ${JSON.stringify(next[key])}): restart the agent to apply it`);
+      }
+    }
+    const deadline = () => Math.max(1000, next.shutdown_timeout);
+    const changed: string[] = [];
+    this.setLevel(next.log_level);
+
+    // Sources that change or go away stop first and settle their in-flight batches, so their
+    // checkpoints hold exactly what was accepted when the replacement resumes from them.
+    const sameNode = prev.node_name === next.node_name;
+    const stale = [...this.sources.keys()].filter((n) => !sameNode || !isDeepStrictEqual(prev.sources[n], next.sources[n]));
+    await Promise.all(
+      stale.map(async (name) => {
+        const source = this.sources.get(name)!;
+        await source.stopReading();
+        await source.settled(deadline());
+        await source.close();
+        this.sources.delete(name);
+        changed.push(`source ${name} ${next.sources[name] ? 'changed' : 'removed'}`);
+      }),
+    );
+
+    // Outputs: keep unchanged ones, hand a replaced output's unsent batches to its successor,
+    // let a removed output finish what it holds (bounded by shutdown_timeout).
+    const runners = new Map<string, OutputRunner>();
+    const handOver: Promise<void>[] = [];
+    for (const [name, outCfg] of Object.entries(next.outputs)) {
+      const old = this.pipeline.runners.get(name);
+      if (old && isDeepStrictEqual(prev.outputs[name], outCfg)) {
+        runners.set(name, old);
+        continue;
+      }
+      const fresh = this.runner(name, outCfg);
+      runners.set(name, fresh);
+      if (old) {
+        changed.push(`output ${name} changed`);
+        handOver.push(
+          old.detach().then(async (batches) => {
+            fresh.adopt(batches);
+            await old.output.close().catch((err: Error) => this.log.warn(`output ${name}: close failed: ${err.message}`));
+          }),
+        );
+      } else changed.push(`output ${name} added`);
+    }
+    const removed = [...this.pipeline.runners].filter(([name]) => !next.outputs[name]);
+    this.pipeline.setRoutes(runners, inputsOf(next));
+    await Promise.all(handOver);
+    for (const [name, old] of removed) {
+      changed.push(`output ${name} removed`);
+      void old.drain(deadline()).then(async (drained) => {
+        if (!drained) {
+          const dropped = await old.detach();
+          const records = dropped.reduce((n, b) => n + b.records.length, 0);
+          this.metrics.droppedRecords.inc({ component: name, reason: 'output_removed' }, records);
+          this.log.warn(`output ${name}: removed from the config with ${records} records it could not deliver in time; dropped`);
+          for (const b of dropped) b.ack.accept();
+        }
+        await old.output.close().catch(() => undefined);
+      });
+    }
+
+    if (prev.server.listen !== next.server.listen) {
+      const server = this.newServer();
+      this.address = await server.listen(next.server.listen);
+      const old = this.server;
+      this.server = server;
+      await old.close();
+      changed.push(`server now on ${next.server.listen}`);
+    }
+
+    this.config = next;
+    for (const [name, srcCfg] of Object.entries(next.sources)) {
+      if (this.sources.has(name)) continue;
+      const source = this.source(name, srcCfg, next);
+      this.sources.set(name, source);
+      await source.start();
+      if (!prev.sources[name]) changed.push(`source ${name} added`);
+    }
+    this.log.info(`config reloaded: ${changed.length ? changed.join(', ') : 'nothing that needs a restart of any part changed'}`);
   }
 
   /** Stop reading, let outputs accept what they hold (within shutdown_timeout), save checkpoints. */
   async stop(): Promise<{ drained: boolean }> {
     if (this.stopping) return { drained: false };
     this.stopping = true;
+    await this.reloading;
     const deadline = Date.now() + this.config.shutdown_timeout;
-    await Promise.all(this.sources.map((s) => s.stopReading()));
+    const sources = [...this.sources.values()];
+    await Promise.race([Promise.all(sources.map((s) => s.stopReading())), sleep(this.config.shutdown_timeout)]);
     const drained = await this.pipeline.drain(Math.max(0, deadline - Date.now()));
     if (!drained) {
       this.log.warn(`shutdown_timeout (${this.config.shutdown_timeout} ms) reached with records not yet accepted; they are read again on the next start`);
       for (const r of this.pipeline.runners.values()) r.abandon();
     }
-    await Promise.all(this.sources.map((s) => s.close()));
+    await Promise.all(sources.map((s) => s.close()));
     await Promise.all([...this.pipeline.runners.values()].map((r) => r.output.close().catch(() => undefined)));
     await this.server.close();
     return { drained };
   }
+}
+
+function inputsOf(config: AgentConfig): Map<string, readonly string[]> {
+  return new Map(Object.entries(config.outputs).map(([name, o]) => [name, o.inputs]));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
 }

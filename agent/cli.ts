@@ -3,7 +3,6 @@ import { parseArgs } from 'node:util';
 import { Agent } from './agent.ts';
 import { runUntilSignal } from './lifecycle.ts';
 import { ConfigError, loadConfigFile } from './config/load.ts';
-import { createLogger } from './log.ts';
 import { VERSION } from './version.ts';
 
 const USAGE = `telemetry-agent ${VERSION}: telemetry pipeline agent for Kubernetes nodes
@@ -53,7 +52,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'run': {
       const config = loadConfigFile(configPath(values));
-      return runUntilSignal(new Agent(config, createLogger(config.log_level)));
+      return runUntilSignal(new Agent(config), { configFile: configPath(values) });
     }
     case 'demo': {
       const { runDemo } = await import('./demo/demo.ts');

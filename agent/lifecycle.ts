@@ -1,8 +1,26 @@
 import type { Agent } from './agent.ts';
+import { ConfigReloader } from './config/reloader.ts';
 
-/** Runs an agent until SIGTERM/SIGINT; a second signal exits at once. */
-export async function runUntilSignal(agent: Agent, extraStop?: () => Promise<void>): Promise<number> {
+export interface RunOptions {
+  /** Watched and reloaded on change and on SIGHUP. */
+  configFile?: string;
+  /** Runs before the agent stops (the demo stops its simulator here). */
+  beforeStop?: () => Promise<void>;
+}
+
+/** Runs an agent until SIGTERM/SIGINT; a second signal exits at once. SIGHUP reloads the config. */
+export async function runUntilSignal(agent: Agent, opts: RunOptions = {}): Promise<number> {
   await agent.start();
+  const reloader = opts.configFile ? new ConfigReloader(opts.configFile, agent) : undefined;
+  reloader?.start();
+  const onHup = () => {
+    if (!reloader) return agent.log.warn('SIGHUP: no config file to reload');
+    reloader.reload('SIGHUP').then(
+      (result) => agent.log.info(`SIGHUP: config ${result}`),
+      (err: Error) => agent.log.error(`SIGHUP: reload failed: ${err.message}`),
+    );
+  };
+  process.on('SIGHUP', onHup);
   return new Promise((resolve) => {
     let signals = 0;
     const onSignal = (signal: NodeJS.Signals) => {
@@ -12,7 +30,9 @@ export async function runUntilSignal(agent: Agent, extraStop?: () => Promise<voi
       }
       agent.log.info(`${signal}: stopping (flushing outputs, writing checkpoints)`);
       void (async () => {
-        await extraStop?.();
+        process.off('SIGHUP', onHup);
+        await reloader?.close();
+        await opts.beforeStop?.();
         const { drained } = await agent.stop();
         agent.log.info(`stopped${drained ? '' : ' (shutdown timeout reached)'}`);
         resolve(0);

@@ -56,6 +56,11 @@ export class OutputRunner {
     return new Promise((resolve) => this.roomWaiters.push(resolve));
   }
 
+  /** Takes over batches a replaced runner did not deliver, ahead of anything new. */
+  adopt(batches: RecordBatch[]): void {
+    for (const batch of batches) this.enqueue(batch);
+  }
+
   enqueue(batch: RecordBatch): void {
     this.queue.push({ batch });
     this.queuedBytes += batch.bytes;
@@ -80,31 +85,31 @@ export class OutputRunner {
     this.closing = true;
   }
 
+  /**
+   * For a config reload that replaces this output: stop after the write in progress and give back
+   * every batch not accepted yet, in order, for the replacement to send. Nothing is acknowledged
+   * twice and nothing is left behind.
+   */
+  async detach(): Promise<RecordBatch[]> {
+    this.closing = true;
+    if (this.running) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    const rest = this.queue.map((q) => q.batch);
+    this.queue.length = 0;
+    this.queuedBytes = 0;
+    this.updateGauges();
+    const waiters = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const w of waiters) w();
+    return rest;
+  }
+
   private async run(): Promise<void> {
     this.running = true;
-    const name = this.output.name;
     while (this.queue.length > 0 && !this.closing) {
       const { batch } = this.queue[0]!;
-      let attempt = 0;
-      for (;;) {
-        const started = process.hrtime.bigint();
-        try {
-          const bytes = await this.output.write(batch);
-          this.metrics.outputRequestDuration.observe({ output: name }, Number(process.hrtime.bigint() - started) / 1e9);
-          this.metrics.outputRecords.inc({ output: name, status: 'sent' }, batch.records.length);
-          this.metrics.outputBytes.inc({ output: name }, bytes);
-          break;
-        } catch (err) {
-          this.metrics.outputRecords.inc({ output: name, status: 'failed' }, batch.records.length);
-          if (this.closing) break;
-          const delay = Math.min(this.retryMaxMs, this.retryInitialMs * 2 ** attempt++) * (0.5 + Math.random() / 2);
-          this.log.warn(`output ${name}: write failed (${(err as Error).message}); retrying in ${Math.round(delay)} ms`);
-          this.metrics.outputRetries.inc({ output: name });
-          await new Promise((r) => setTimeout(r, delay));
-          if (this.closing) break;
-        }
-      }
-      if (this.closing) break;
+      // A batch written is acknowledged even when a detach or shutdown came meanwhile: handing
+      // it on as well would send it twice.
+      if (!(await this.deliver(batch))) break;
       this.queue.shift();
       this.queuedBytes -= batch.bytes;
       this.updateGauges();
@@ -123,6 +128,30 @@ export class OutputRunner {
     }
   }
 
+  /** Writes one batch, retrying with backoff until accepted (true) or the runner closes (false). */
+  private async deliver(batch: RecordBatch): Promise<boolean> {
+    const name = this.output.name;
+    for (let attempt = 0; ; attempt++) {
+      const started = process.hrtime.bigint();
+      try {
+        const bytes = await this.output.write(batch);
+        this.metrics.outputRequestDuration.observe({ output: name }, Number(process.hrtime.bigint() - started) / 1e9);
+        this.metrics.outputRecords.inc({ output: name, status: 'sent' }, batch.records.length);
+        this.metrics.outputBytes.inc({ output: name }, bytes);
+        return true;
+      } catch (err) {
+        this.metrics.outputRecords.inc({ output: name, status: 'failed' }, batch.records.length);
+        if (this.closing) return false;
+        const delay = Math.min(this.retryMaxMs, this.retryInitialMs * 2 ** attempt) * (0.5 + Math.random() / 2);
+        this.log.warn(`output ${name}: write failed (${(err as Error).message}); retrying in ${Math.round(delay)} ms`);
+        this.metrics.outputRetries.inc({ output: name });
+        await new Promise((r) => setTimeout(r, delay));
+        if (this.closing) return false;
+      }
+    }
+  }
+
+
   private updateGauges(): void {
     const labels = { output: this.output.name, type: 'memory' };
     this.metrics.bufferBytes.set(labels, this.queuedBytes);
@@ -130,23 +159,35 @@ export class OutputRunner {
   }
 }
 
-/** source -> route -> output runners; acknowledgements come back through each batch's BatchAck. */
+/**
+ * source -> route -> output runners; acknowledgements come back through each batch's BatchAck.
+ * Routes are looked up per batch, so a config reload can swap outputs under running sources.
+ */
 export class Pipeline {
-  readonly runners: Map<string, OutputRunner>;
-  private readonly routes: Map<string, OutputRunner[]>;
+  readonly runners = new Map<string, OutputRunner>();
+  private routes = new Map<string, OutputRunner[]>();
   private readonly metrics: SelfMetrics;
 
-  constructor(runners: Map<string, OutputRunner>, routes: Map<string, string[]>, metrics: SelfMetrics) {
-    this.runners = runners;
+  constructor(metrics: SelfMetrics) {
     this.metrics = metrics;
-    this.routes = new Map([...routes].map(([source, outs]) => [source, outs.map((o) => runners.get(o)!)]));
+  }
+
+  /** Installs the outputs and the source -> outputs routes (`inputs` of each output). */
+  setRoutes(runners: Map<string, OutputRunner>, inputsByOutput: Map<string, readonly string[]>): void {
+    this.runners.clear();
+    for (const [name, r] of runners) this.runners.set(name, r);
+    const routes = new Map<string, OutputRunner[]>();
+    for (const [output, inputs] of inputsByOutput) {
+      for (const source of inputs) routes.set(source, [...(routes.get(source) ?? []), runners.get(output)!]);
+    }
+    this.routes = routes;
   }
 
   emitterFor(source: string): Emitter {
-    const targets = this.routes.get(source) ?? [];
     const records = this.metrics.sourceRecords.labels({ source });
     return {
       emit: (batchRecords, bytes, onAccepted) => {
+        const targets = this.routes.get(source) ?? [];
         records.inc(batchRecords.length);
         const batch: RecordBatch = { source, records: batchRecords, bytes, ack: new BatchAck(targets.length, onAccepted) };
         for (const t of targets) t.enqueue(batch);

@@ -1,5 +1,10 @@
 import type { ContainerLine } from './container_line.ts';
 
+export interface PendingStarts {
+  stdout?: number;
+  stderr?: number;
+}
+
 /** A logical line: the P chunks and closing F of one stream joined (log-formats.md §1.3). */
 export interface JoinedLine {
   /** The first chunk's time: when the line started to be written. */
@@ -124,6 +129,16 @@ export class PartialMerger {
    * Byte offset where the oldest pending join starts. A checkpoint must not move past it: after a
    * restart the join is read again from its first chunk instead of losing its head.
    */
+  /** Where each stream's join in progress started (absent: nothing pending on that stream). */
+  pendingStarts(): PendingStarts {
+    const out = this.slots[STDOUT];
+    const err = this.slots[STDERR];
+    const starts: PendingStarts = {};
+    if (out !== undefined) starts.stdout = out.startOffset;
+    if (err !== undefined) starts.stderr = err.startOffset;
+    return starts;
+  }
+
   earliestPendingOffset(): number | undefined {
     const out = this.slots[STDOUT];
     const err = this.slots[STDERR];

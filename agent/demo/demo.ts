@@ -46,7 +46,7 @@ outputs:
   const agent = new Agent(config, log);
   if (opts.seconds !== undefined) setTimeout(() => process.kill(process.pid, 'SIGTERM'), opts.seconds * 1000).unref();
   try {
-    return await runUntilSignal(agent, async () => simulator.stop());
+    return await runUntilSignal(agent, { beforeStop: async () => simulator.stop() });
   } finally {
     simulator.stop();
     rmSync(root, { recursive: true, force: true });

@@ -5,8 +5,13 @@
 export interface Source {
   readonly name: string;
   start(): Promise<void>;
-  /** Stop reading and hand over everything held (partial lines, open groups). */
+  /** Stop reading; what is held but unfinished (a P chunk without its F) stays behind the checkpoint. */
   stopReading(): Promise<void>;
+  /**
+   * After stopReading: resolves true once every batch it emitted was accepted (so its checkpoint
+   * is final), false after `timeoutMs`.
+   */
+  settled(timeoutMs: number): Promise<boolean>;
   /** Write the final checkpoint (acknowledged positions only) and release files. */
   close(): Promise<void>;
   /** Ready for /readyz: started and not stopping. */

@@ -9,6 +9,9 @@ export interface FileCheckpoint {
   ino: number;
   fingerprint: Fingerprint;
   offset: number;
+  /** Set when P/F joins were in progress: lines before it were sent, except those of the joins. */
+  delivered?: number;
+  pending?: { stdout?: number; stderr?: number };
   /** The path the file had when last seen; after a rotation the file is looked for beside it. */
   path: string;
 }

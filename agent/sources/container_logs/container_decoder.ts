@@ -3,7 +3,7 @@ import { parseCriLine } from '../../../parsers/cri.ts';
 import { parseDockerJsonLine } from '../../../parsers/docker_json.ts';
 import { detectFormat } from '../../../parsers/format_picker.ts';
 import { isParseFailure, type ContainerLineResult } from '../../../parsers/container_line.ts';
-import { PartialMerger, type JoinedLine } from '../../../parsers/partial_merger.ts';
+import { PartialMerger, type JoinedLine, type PendingStarts } from '../../../parsers/partial_merger.ts';
 import { utf8FromBinary } from './line_splitter.ts';
 
 export type ContainerFormat = 'cri' | 'docker';
@@ -35,6 +35,8 @@ export class ContainerDecoder {
   private readonly streamAttributes: Record<'stdout' | 'stderr', Attributes>;
   private readonly events: DecoderEvents;
   private readonly maxLineBytes: number;
+  private skipUntil = 0;
+  private skipPending: PendingStarts = {};
   /** Some line since nothing was pending came as bytes: joined content must be read as UTF-8. */
   private binaryPending = false;
 
@@ -65,6 +67,19 @@ export class ContainerDecoder {
   /** Earliest byte offset still held in a partial join: checkpoints must not pass it. */
   heldFrom(): number | undefined {
     return this.merger.earliestPendingOffset();
+  }
+
+  pendingStarts(): PendingStarts {
+    return this.merger.pendingStarts();
+  }
+
+  /**
+   * Resuming at a checkpoint that had joins in progress: the read starts at the earliest of them,
+   * and lines before `delivered` were already sent unless they belong to a join that was pending.
+   */
+  resumeAfter(delivered: number, pending: PendingStarts): void {
+    this.skipUntil = delivered;
+    this.skipPending = pending;
   }
 
   /** Longest physical line kept whole; longer ones are cut and marked truncated. */
@@ -115,6 +130,10 @@ export class ContainerDecoder {
       this.setFormat(format);
     }
     const parsed = this.parse!(line);
+    if (lineStart < this.skipUntil && !isParseFailure(parsed)) {
+      const start = this.skipPending[parsed.stream];
+      if (start === undefined || lineStart < start) return;
+    }
     if (isParseFailure(parsed)) {
       this.events.parseError(this.format!, parsed.error);
       this.failure(binary ? utf8FromBinary(line) : line, parsed.error, observed, out);

@@ -108,14 +108,17 @@ export class ContainerLogsSource implements Source {
     this.watcher.close();
     this.wake?.();
     await this.loopDone;
-    // Partial joins are handed over now; a restart would otherwise re-read them from the checkpoint anyway.
-    const observed = formatUnixMillis(Date.now());
-    for (const file of this.files.values()) {
-      if (file.decoder.heldFrom() === undefined) continue;
-      const out: LogRecord[] = [];
-      file.decoder.flush(observed, out);
-      void this.emit(file, out, 0);
+    // P chunks still waiting for their F are not emitted: the checkpoint stays before them, so the
+    // next start (or the source that replaces this one on reload) joins them whole.
+  }
+
+  async settled(timeoutMs: number): Promise<boolean> {
+    const until = Date.now() + timeoutMs;
+    while (this.unackedBytes > 0) {
+      if (Date.now() >= until) return false;
+      await new Promise((r) => setTimeout(r, 10));
     }
+    return true;
   }
 
   async close(): Promise<void> {
@@ -200,9 +203,11 @@ export class ContainerLogsSource implements Source {
       return undefined;
     }
     let offset = 0;
+    let resume: FileCheckpoint | undefined;
     const cp = this.restore.get(key);
     if (cp && fingerprintMatches(fd, cp.fingerprint)) {
       offset = cp.offset <= fst.size ? cp.offset : 0;
+      if (offset > 0) resume = cp;
     } else if (initial && this.config.read_from === 'end' && !cp) {
       offset = fst.size;
     }
@@ -219,6 +224,10 @@ export class ContainerLogsSource implements Source {
       decoder: this.decoderFor(realPath, resource),
     });
     file.size = fst.size;
+    if (resume?.delivered !== undefined && resume.pending) {
+      file.decoder.resumeAfter(resume.delivered, resume.pending);
+      file.committed = { offset, delivered: resume.delivered, pending: resume.pending };
+    }
     if (prev && !prev.finished) file.predecessor = prev;
     this.files.set(key, file);
     this.byPath.set(realPath, file);
@@ -412,7 +421,7 @@ export class ContainerLogsSource implements Source {
 
   private emit(file: TailedFile, records: LogRecord[], bytes: number): Promise<void> {
     this.bytesRead.inc(bytes);
-    const accepted = file.track(file.safeOffset());
+    const accepted = file.track();
     if (records.length === 0) {
       accepted();
       this.checkpointDirty = true;
@@ -565,7 +574,10 @@ export class ContainerLogsSource implements Source {
     this.ackedSinceSave = 0;
     const files: FileCheckpoint[] = [];
     for (const f of this.files.values()) {
-      files.push({ dev: f.dev, ino: f.ino, fingerprint: f.fingerprint, offset: f.committed, path: f.realPath });
+      const { offset, delivered, pending } = f.committed;
+      const cp: FileCheckpoint = { dev: f.dev, ino: f.ino, fingerprint: f.fingerprint, offset, path: f.realPath };
+      if (delivered > offset) Object.assign(cp, { delivered, pending });
+      files.push(cp);
     }
     try {
       this.store.save(files, durable);

@@ -1,14 +1,25 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import type { LogRecord } from '../../record.ts';
 import type { ContainerDecoder } from './container_decoder.ts';
+import type { PendingStarts } from '../../../parsers/partial_merger.ts';
 import { FINGERPRINT_BYTES, fingerprint, type Fingerprint } from './file_identity.ts';
 import { splitLines } from './line_splitter.ts';
 
 /** live: the path still names this file. rotated: renamed away. orphaned: its symlink or name is gone. */
 export type FileState = 'live' | 'rotated' | 'orphaned';
 
+/**
+ * Where a restart resumes: read from `offset`; lines before `delivered` were already sent, except
+ * those of a stream whose P/F join was in progress (`pending`: where each such join started).
+ */
+export interface ResumePosition {
+  offset: number;
+  delivered: number;
+  pending: PendingStarts;
+}
+
 interface PendingAck {
-  end: number;
+  position: ResumePosition;
   acked: boolean;
 }
 
@@ -39,8 +50,8 @@ export class TailedFile {
   fingerprint: Fingerprint;
   /** Next byte to read. */
   readOffset: number;
-  /** Everything before this offset is accepted by every output. */
-  committed: number;
+  /** What every output has accepted: the checkpoint. */
+  committed: ResumePosition;
   size = 0;
   lastActivity = Date.now();
   /** When the agent first opened it: rotated copies newer than this were written after. */
@@ -73,7 +84,7 @@ export class TailedFile {
     this.realPath = opts.realPath;
     this.linkPath = opts.linkPath;
     this.readOffset = opts.offset;
-    this.committed = opts.offset;
+    this.committed = { offset: opts.offset, delivered: opts.offset, pending: {} };
     this.fingerprint = opts.fingerprint;
     this.decoder = opts.decoder;
   }
@@ -167,9 +178,15 @@ export class TailedFile {
     return offset;
   }
 
-  /** Registers records read up to `end`; the returned callback marks them accepted. */
-  track(end: number): () => void {
-    const entry: PendingAck = { end, acked: false };
+  /** Where a restart may resume, with what was already delivered beyond it. */
+  position(): ResumePosition {
+    const offset = this.safeOffset();
+    return offset === this.readOffset ? { offset, delivered: offset, pending: {} } : { offset, delivered: this.readOffset, pending: this.decoder.pendingStarts() };
+  }
+
+  /** Registers the records read so far; the returned callback marks them accepted. */
+  track(): () => void {
+    const entry: PendingAck = { position: this.position(), acked: false };
     this.pending.push(entry);
     const generation = this.generation;
     return () => {
@@ -182,8 +199,8 @@ export class TailedFile {
   private advance(): void {
     let head = this.pendingHead;
     while (head < this.pending.length && this.pending[head]!.acked) {
-      const end = this.pending[head]!.end;
-      if (end > this.committed) this.committed = end;
+      const position = this.pending[head]!.position;
+      if (position.offset >= this.committed.offset) this.committed = position;
       head++;
     }
     if (head === this.pending.length) {
@@ -210,7 +227,7 @@ export class TailedFile {
     this.pending.length = 0;
     this.pendingHead = 0;
     this.readOffset = 0;
-    this.committed = 0;
+    this.committed = { offset: 0, delivered: 0, pending: {} };
     this.skipFrom = undefined;
     this.atEof = false;
     this.fingerprint = { length: 0, crc: 0 };
