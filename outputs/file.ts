@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { promises as fsp } from 'node:fs';
+import { constants, openSync, promises as fsp } from 'node:fs';
+import { Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { RecordBatch } from '../agent/record.ts';
 import { inputs } from '../agent/config/types.ts';
@@ -19,11 +20,68 @@ export type FileConfig = z.infer<typeof fileConfig>;
  * Appends NDJSON to one file. A batch is accepted once write(2) returned (or fsync, when set):
  * a killed agent loses nothing the kernel already has.
  */
+/** Where encoded bytes go: a regular file through the thread pool, or a pipe without it. */
+interface Sink {
+  write(buf: Buffer, length: number): Promise<void>;
+  sync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A regular file, appended to. A crash mid-write can leave a torn last line; end it first. */
+async function openFileSink(path: string, fsync: boolean): Promise<Sink> {
+  const handle = await fsp.open(path, 'a+');
+  const { size } = await handle.stat();
+  if (size > 0) {
+    const last = Buffer.alloc(1);
+    await handle.read(last, 0, 1, size - 1);
+    if (last[0] !== 0x0a) await handle.write('\n');
+  }
+  return {
+    async write(buf, length) {
+      for (let done = 0; done < length; ) done += (await handle.write(buf, done, length - done)).bytesWritten;
+      if (fsync) await handle.datasync();
+    },
+    sync: () => handle.datasync(),
+    async close() {
+      await handle.datasync();
+      await handle.close();
+    },
+  };
+}
+
+/**
+ * A FIFO (or socket) is written through a non-blocking libuv pipe: a blocking write in the thread
+ * pool to a reader that stalls could never be cancelled, and would even hold up process exit.
+ */
+function openPipeSink(path: string): Sink {
+  const fd = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
+  const socket = new Socket({ fd, readable: false, writable: true });
+  let failure: Error | undefined;
+  socket.on('error', (err) => (failure = err));
+  return {
+    write(buf, length) {
+      if (failure) return Promise.reject(failure);
+      // The socket keeps a reference until written; the caller reuses its buffer.
+      const copy = Buffer.from(buf.subarray(0, length));
+      return new Promise((resolve, reject) => socket.write(copy, (err) => (err ? reject(err) : resolve())));
+    },
+    sync: async () => {},
+    async close() {
+      if (socket.writableLength > 0) socket.destroy();
+      else await new Promise<void>((resolve) => socket.end(resolve));
+    },
+  };
+}
+
+/**
+ * Appends NDJSON to one file. A batch is accepted once write(2) returned (or fsync, when set):
+ * a killed agent loses nothing the kernel already has.
+ */
 export class FileOutput implements Output {
   readonly name: string;
   private readonly config: FileConfig;
   private readonly encoder = new NdjsonEncoder();
-  private handle: fsp.FileHandle | undefined;
+  private sink: Sink | undefined;
   private scratch = Buffer.allocUnsafeSlow(1024 * 1024);
 
   constructor(config: FileConfig, ctx: OutputContext) {
@@ -31,43 +89,33 @@ export class FileOutput implements Output {
     this.config = config;
   }
 
-  private async open(): Promise<fsp.FileHandle> {
-    if (!this.handle) {
-      await fsp.mkdir(dirname(this.config.path), { recursive: true });
-      const handle = await fsp.open(this.config.path, 'a+');
-      // A crash mid-write can leave a torn last line; end it so the next record starts clean.
-      const { size } = await handle.stat();
-      if (size > 0) {
-        const last = Buffer.alloc(1);
-        await handle.read(last, 0, 1, size - 1);
-        if (last[0] !== 0x0a) await handle.write('\n');
-      }
-      this.handle = handle;
+  private async open(): Promise<Sink> {
+    if (!this.sink) {
+      const { path, fsync } = this.config;
+      await fsp.mkdir(dirname(path), { recursive: true });
+      const st = await fsp.stat(path).catch(() => undefined);
+      this.sink = st && (st.isFIFO() || st.isSocket()) ? openPipeSink(path) : await openFileSink(path, fsync);
     }
-    return this.handle;
+    return this.sink;
   }
 
   async write(batch: RecordBatch): Promise<number> {
-    const handle = await this.open();
+    const sink = await this.open();
     // One reused buffer: a fresh Buffer per batch is external memory the GC frees late, and RSS grows.
     const { buf, length } = this.encoder.encodeInto(batch.records, this.scratch);
     this.scratch = buf;
-    for (let done = 0; done < length; ) done += (await handle.write(this.scratch, done, length - done)).bytesWritten;
-    if (this.config.fsync) await handle.datasync();
+    await sink.write(buf, length);
     return length;
   }
 
   async flush(): Promise<void> {
-    if (this.handle) await this.handle.datasync();
+    await this.sink?.sync();
   }
 
   async close(): Promise<void> {
-    const handle = this.handle;
-    this.handle = undefined;
-    if (handle) {
-      await handle.datasync();
-      await handle.close();
-    }
+    const sink = this.sink;
+    this.sink = undefined;
+    await sink?.close();
   }
 }
 

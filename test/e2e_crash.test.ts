@@ -23,6 +23,9 @@ interface Expected {
 
 describe(`end to end: rotation, restarts, deletions and two SIGKILLs (seed ${SEED})`, () => {
   const root = mkdtempSync(join(tmpdir(), 'kta-e2e-'));
+  // A failed assertion must not leave an agent running.
+  const cleanup: (() => void)[] = [];
+  afterAll(() => cleanup.forEach((f) => f()));
   afterAll(() => {
     if (!process.env.E2E_KEEP) rmSync(root, { recursive: true, force: true });
   });
@@ -80,6 +83,7 @@ outputs:
     };
 
     const agent = new ChildAgent(configPath);
+    cleanup.push(() => agent.proc?.kill('SIGKILL'));
     agent.start();
     // Files rotated before the agent's very first scan are history it was never asked to read.
     await agent.ready(port);

@@ -39,6 +39,9 @@ const SEED = Number(process.env.RELOAD_SEED ?? Date.now() % 1_000_000);
 
 describe(`hot reload under load (seed ${SEED})`, () => {
   const root = mkdtempSync(join(tmpdir(), 'kta-reload-'));
+  // A failed assertion must not leave an agent running.
+  const cleanup: (() => void)[] = [];
+  afterAll(() => cleanup.forEach((f) => f()));
   afterAll(() => {
     if (!process.env.RELOAD_KEEP) rmSync(root, { recursive: true, force: true });
   });
@@ -71,6 +74,7 @@ ${o.extra ?? ''}`;
     const volume = new ConfigMapVolume(join(root, 'config'));
     volume.write(config({ out: outA, partialTimeout: '5s' }));
     const agent = new ChildAgent(volume.file);
+    cleanup.push(() => agent.proc?.kill('SIGKILL'));
     agent.start();
     await agent.ready(port);
 

@@ -107,7 +107,17 @@ export type Scalar = string | number | boolean;
  * The agent config for a tree: source `containers` over its /var/log/containers with the short
  * intervals tests need, file output `out` into the tree. `source` adds or overrides source keys.
  */
-export function agentConfigYaml(tree: NodeTree, opts: { listen?: string; source?: Record<string, Scalar> } = {}): string {
+export function agentConfigYaml(
+  tree: NodeTree,
+  opts: {
+    listen?: string;
+    source?: Record<string, Scalar>;
+    /** Source keys left at the agent's own defaults (dropped from the short test intervals above). */
+    defaults?: readonly string[];
+    /** `shutdown_timeout`, 10s unless given. */
+    shutdownTimeout?: string;
+  } = {},
+): string {
   const source: Record<string, Scalar> = {
     glob_interval: '100ms',
     poll_interval: '100ms',
@@ -115,11 +125,12 @@ export function agentConfigYaml(tree: NodeTree, opts: { listen?: string; source?
     rotate_wait: '500ms',
     ...opts.source,
   };
+  for (const key of opts.defaults ?? []) delete source[key];
   const q = (v: Scalar) => (typeof v === 'string' ? JSON.stringify(v) : String(v));
   return [
     'node_name: test-node',
     `data_dir: ${q(tree.dataDir)}`,
-    'shutdown_timeout: 10s',
+    `shutdown_timeout: ${opts.shutdownTimeout ?? '10s'}`,
     'server:',
     `  listen: ${q(opts.listen ?? '127.0.0.1:0')}`,
     'kubernetes:',
@@ -197,20 +208,30 @@ export async function scrapeMetric(baseUrl: string, name: string, labels: Record
  * the tree.
  */
 export class AgentHarness {
-  readonly tree = new NodeTree();
+  readonly tree: NodeTree;
   /** The agent's own log lines. */
   readonly logs: string[] = [];
   agent: Agent | undefined;
   private readonly source: Record<string, Scalar>;
+  private readonly defaults: readonly string[];
+  /** The tree was handed in: its owner removes it (e.g. to run a second agent over it, a restart). */
+  private readonly ownsTree: boolean;
   private stopped = false;
 
-  constructor(opts: { source?: Record<string, Scalar> } = {}) {
+  /**
+   * `tree`: run over an existing tree (kept on stop(), so another harness can restart over it);
+   * `defaults`: source keys left at the agent's defaults (see agentConfigYaml).
+   */
+  constructor(opts: { source?: Record<string, Scalar>; tree?: NodeTree; defaults?: readonly string[] } = {}) {
     this.source = opts.source ?? {};
+    this.defaults = opts.defaults ?? [];
+    this.ownsTree = opts.tree === undefined;
+    this.tree = opts.tree ?? new NodeTree();
   }
 
   async start(): Promise<this> {
     requireNode24();
-    const config = parseConfig(agentConfigYaml(this.tree, { source: this.source }), 'harness.yaml', {});
+    const config = parseConfig(agentConfigYaml(this.tree, { source: this.source, defaults: this.defaults }), 'harness.yaml', {});
     this.agent = new Agent(config, createLogger('debug', (line) => this.logs.push(line)));
     await this.agent.start();
     return this;
@@ -268,14 +289,14 @@ export class AgentHarness {
     }
   }
 
-  /** Stops the agent (once) and removes the tree. */
+  /** Stops the agent (once) and removes the tree, unless the tree was handed in. */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     try {
       await this.agent?.stop();
     } finally {
-      this.tree.remove();
+      if (this.ownsTree) this.tree.remove();
     }
   }
 }

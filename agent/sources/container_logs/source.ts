@@ -208,7 +208,7 @@ export class ContainerLogsSource implements Source {
     if (cp && fingerprintMatches(fd, cp.fingerprint)) {
       offset = cp.offset <= fst.size ? cp.offset : 0;
       if (offset > 0) resume = cp;
-    } else if (initial && this.config.read_from === 'end' && !cp) {
+    } else if (initial && this.restoredAt === undefined && this.config.read_from === 'end') {
       offset = fst.size;
     }
     // Rotated copies and successors keep the resource of the container's live file.
@@ -231,6 +231,8 @@ export class ContainerLogsSource implements Source {
     if (prev && !prev.finished) file.predecessor = prev;
     this.files.set(key, file);
     this.byPath.set(realPath, file);
+    // Over the descriptor cap: track it closed; nextFile reopens it by path when there is room.
+    if (!this.makeRoom(file)) file.close();
     this.watcher.watch(dirname(realPath));
     this.dirty.add(file);
     this.checkpointDirty = true;
@@ -382,7 +384,7 @@ export class ContainerLogsSource implements Source {
         if (pred.fd === undefined && !this.files.has(pred.key)) file.predecessor = undefined;
         else continue; // picked up again when the predecessor is drained
       }
-      if (file.fd === undefined && !this.reopen(file)) continue;
+      if (file.fd === undefined && !(this.makeRoom(file) && this.reopen(file))) continue;
       return file;
     }
     return undefined;
@@ -481,7 +483,6 @@ export class ContainerLogsSource implements Source {
     for (const file of [...this.files.values()]) {
       if (file.finished && !file.unacked) this.forget(file);
     }
-    this.limitOpenFiles();
     this.updateGauges();
     this.kick();
   }
@@ -507,15 +508,24 @@ export class ContainerLogsSource implements Source {
     this.checkpointDirty = true;
   }
 
-  /** Over the descriptor cap: close the live files idle the longest; they are reopened by path. */
-  private limitOpenFiles(): void {
+  /**
+   * Keeps descriptors within max_open_files: to open one more, close the live file idle the
+   * longest (it is reopened by path when it grows). Files whose name is gone keep theirs: only the
+   * descriptor still reaches them. False when nothing can be closed; the caller waits.
+   */
+  private makeRoom(except?: TailedFile): boolean {
     let open = 0;
-    for (const f of this.files.values()) if (f.fd !== undefined) open++;
-    if (open <= this.config.max_open_files) return;
-    const idle = [...this.files.values()]
-      .filter((f) => f.fd !== undefined && f.state === 'live' && f.atEof && !this.dirty.has(f) && f.decoder.heldFrom() === undefined)
-      .sort((a, b) => a.lastActivity - b.lastActivity);
-    for (const f of idle.slice(0, open - this.config.max_open_files)) f.close();
+    let victim: TailedFile | undefined;
+    for (const f of this.files.values()) {
+      if (f.fd === undefined) continue;
+      open++;
+      if (f === except || f.state !== 'live' || this.dirty.has(f)) continue;
+      if (!victim || f.lastActivity < victim.lastActivity) victim = f;
+    }
+    if (open < this.config.max_open_files) return true;
+    if (!victim) return false;
+    victim.close();
+    return true;
   }
 
   private reopen(file: TailedFile): boolean {
