@@ -8,9 +8,15 @@ import { dirname } from 'node:path';
  * Throws on failure (a full disk, say): callers keep their state and try again later.
  */
 export function writeFileAtomic(path: string, body: string, durable: boolean): void {
-  mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.tmp`;
-  const fd = openSync(tmp, 'w', 0o600);
+  let fd: number;
+  try {
+    fd = openSync(tmp, 'w', 0o600);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    mkdirSync(dirname(path), { recursive: true });
+    fd = openSync(tmp, 'w', 0o600);
+  }
   try {
     writeSync(fd, body);
     if (durable) fsyncSync(fd);

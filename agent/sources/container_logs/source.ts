@@ -23,6 +23,12 @@ export interface SourceContext {
   emitter: Emitter;
 }
 
+/**
+ * Acknowledged bytes after which the checkpoint is rewritten (without fsync; the timer fsyncs):
+ * the bound on what a kill -9 repeats, traded against a file rewrite per this many bytes.
+ */
+export const CHECKPOINT_EVERY_BYTES = 1024 * 1024;
+
 /** kubelet's rotated copies: `0.log.20261121-100000` (compressed `.gz` twins and `.tmp` leftovers are not read). */
 function isRotatedSibling(name: string, liveBase: string): boolean {
   return name.startsWith(liveBase + '.') && !name.endsWith('.gz') && !name.endsWith('.tmp');
@@ -434,9 +440,9 @@ export class ContainerLogsSource implements Source {
       accepted();
       this.unackedBytes -= bytes;
       this.checkpointDirty = true;
-      // Saved before the output takes its next batch: a crash then repeats at most about one batch.
+      // Saved before the output takes its next batch, so a crash repeats at most this much.
       this.ackedSinceSave += bytes;
-      if (this.ackedSinceSave >= this.config.read_chunk) this.saveCheckpoint(false);
+      if (this.ackedSinceSave >= CHECKPOINT_EVERY_BYTES) this.saveCheckpoint(false);
       if (this.unackedBytes < this.config.max_unacked_bytes) this.kick();
     });
   }
