@@ -30,6 +30,11 @@ export class SelfMetrics {
   readonly checkpointWrites = this.counter('telemetry_agent_checkpoint_writes_total', 'Checkpoint files written.', ['source']);
   readonly checkpointErrors = this.counter('telemetry_agent_checkpoint_errors_total', 'Checkpoint writes that failed (retried on the next interval).', ['source']);
   readonly fileErrors = this.counter('telemetry_agent_file_errors_total', 'Files a source could not open, stat or read, by reason.', ['source', 'reason']);
+  readonly sourceRestarts = this.counter(
+    'telemetry_agent_source_restarts_total',
+    'Times a source restarted its reader (journalctl) or its read position, by reason.',
+    ['source', 'reason'],
+  );
   readonly kubeWatchRestarts = this.counter('telemetry_agent_kube_watch_restarts_total', 'Kubernetes watches restarted, by reason.', ['resource', 'reason']);
   readonly configReloads = this.counter('telemetry_agent_config_reloads_total', 'Config reloads, by result.', ['result']);
   readonly leader = this.gauge('telemetry_agent_leader', '1 on the agent that leads cluster-scoped work.', []);

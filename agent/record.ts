@@ -3,7 +3,8 @@
  * for NDJSON outputs. Attribute and resource objects are shared between records of one file and
  * stream, so stages must treat them as immutable and replace, never mutate, them.
  */
-export type AttributeValue = string | number | boolean;
+/** A list is how a field given several times keeps every value (journal fields, say). */
+export type AttributeValue = string | number | boolean | readonly string[];
 export type Attributes = Readonly<Record<string, AttributeValue>>;
 
 export type Body = string | { readonly [key: string]: unknown } | readonly unknown[];

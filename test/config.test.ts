@@ -4,8 +4,17 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '../agent/config/load.ts';
+import type { AgentConfig } from '../agent/config/schema.ts';
+import type { ContainerLogsConfig } from '../agent/sources/container_logs/config.ts';
 import { VERSION } from '../agent/version.ts';
 import { CLI, NODE } from './helpers/child_agent.ts';
+
+/** The `containers` source of a config() config, narrowed to its type. */
+function containers(cfg: AgentConfig): ContainerLogsConfig {
+  const src = cfg.sources.containers!;
+  if (src.type !== 'container_logs') throw new Error(`expected a container_logs source, got ${src.type}`);
+  return src;
+}
 
 /** `sources:` with one container_logs source named `containers` plus `extra` keys, read by one stdout output. */
 function config(extra = '', outputExtra = ''): string {
@@ -40,7 +49,7 @@ describe('parseConfig: defaults', () => {
     expect(cfg.server).toEqual({ listen: '0.0.0.0:9464' });
     expect(cfg.kubernetes.mode).toBe('auto');
     // The defaults design.md fixes, exactly; the tuning knobs (tuned by benchmarks) are set and sane.
-    const src = cfg.sources.containers!;
+    const src = containers(cfg);
     expect(src).toMatchObject({
       type: 'container_logs',
       include: ['/var/log/containers/*.log'],
@@ -109,12 +118,12 @@ describe('parseConfig: environment variables', () => {
 
   it('gives a substituted value the YAML type it looks like', () => {
     const cfg = parseConfig(config('    max_open_files: ${FILES}\n'), 'agent.yaml', { FILES: '64' });
-    expect(cfg.sources.containers!.max_open_files).toBe(64);
+    expect(containers(cfg).max_open_files).toBe(64);
   });
 
   it('writes $${ as a literal ${', () => {
     const cfg = parseConfig(config('    include: ["/logs/$${HOME}/*.log"]\n'), 'agent.yaml', { HOME: '/root' });
-    expect(cfg.sources.containers!.include).toEqual(['/logs/${HOME}/*.log']);
+    expect(containers(cfg).include).toEqual(['/logs/${HOME}/*.log']);
   });
 
   it('leaves ${...} in comments alone', () => {
@@ -171,7 +180,7 @@ describe('parseConfig: sizes and durations', () => {
     [0, 0],
   ])('duration %j is %d ms', (value, ms) => {
     const cfg = parseConfig(config(`    poll_interval: ${JSON.stringify(value)}\n`), 'agent.yaml', {});
-    expect(cfg.sources.containers!.poll_interval).toBe(ms);
+    expect(containers(cfg).poll_interval).toBe(ms);
   });
 
   it.each([

@@ -1,3 +1,4 @@
+import { journalDirectories } from '../agent/sources/journald/config.ts';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
@@ -316,8 +317,9 @@ describe('deploy/ manifests', () => {
       for (const p of containers!.include) expect(underReadOnlyMount(p), p).toBe(true);
       const journals = sources.filter((s): s is SourceOf<'journald'> => s.type === 'journald');
       expect(journals.map((j) => j.units)).toEqual([['kubelet.service', 'containerd.service']]);
-      for (const d of journals[0]!.directories) expect(underReadOnlyMount(d), d).toBe(true);
-      expect(journals[0]!.directories).toEqual(['/var/log/journal', '/run/log/journal']);
+      const journalDirs = journalDirectories(journals[0]!);
+      for (const d of journalDirs) expect(underReadOnlyMount(d), d).toBe(true);
+      expect(journalDirs).toEqual(['/var/log/journal', '/run/log/journal']);
 
       // The node agent does not read its own output back (with a stdout output that would loop forever).
       const ownLog = `/var/log/containers/telemetry-agent-x7k2p_${NAMESPACE}_${c.name}-${'0123456789abcdef'.repeat(4)}.log`;

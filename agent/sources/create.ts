@@ -1,10 +1,13 @@
 import type { Source } from './source.ts';
 import type { SourceConfig } from './registry.ts';
 import { ContainerLogsSource, type SourceContext } from './container_logs/source.ts';
+import { JournaldSource } from './journald/source.ts';
 
 export function createSource(name: string, config: SourceConfig, ctx: SourceContext): Source {
   switch (config.type) {
     case 'container_logs':
       return new ContainerLogsSource(name, config, ctx);
+    case 'journald':
+      return new JournaldSource(name, config, ctx);
   }
 }
