@@ -1,10 +1,9 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { NodeSimulator, Rng, type ContainerLog, type Stream } from '../agent/demo/node_simulator.ts';
 import { CHECKPOINT_EVERY_BYTES } from '../agent/sources/container_logs/source.ts';
-import { ChildAgent, freePort, waitFor } from './helpers/child_agent.ts';
+import { ChildAgent, freePort, suiteScratch, waitFor } from './helpers/child_agent.ts';
 
 /**
  * The delivery promise under fire: 52 containers log unique ids while they are rotated the kubelet
@@ -23,13 +22,7 @@ interface Expected {
 }
 
 describe(`end to end: rotation, restarts, deletions and two SIGKILLs (seed ${SEED})`, () => {
-  const root = mkdtempSync(join(tmpdir(), 'kta-e2e-'));
-  // A failed assertion must not leave an agent running.
-  const cleanup: (() => void)[] = [];
-  afterAll(() => cleanup.forEach((f) => f()));
-  afterAll(() => {
-    if (!process.env.E2E_KEEP) rmSync(root, { recursive: true, force: true });
-  });
+  const { root, onCleanup } = suiteScratch('kta-e2e-', 'E2E_KEEP');
 
   it('delivers every line, in order per container, joined exactly, duplicates bounded', async () => {
     const rng = new Rng(SEED);
@@ -84,7 +77,7 @@ outputs:
     };
 
     const agent = new ChildAgent(configPath);
-    cleanup.push(() => agent.proc?.kill('SIGKILL'));
+    onCleanup(() => agent.proc?.kill('SIGKILL'));
     agent.start();
     // Files rotated before the agent's very first scan are history it was never asked to read.
     await agent.ready(port);

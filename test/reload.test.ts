@@ -1,9 +1,8 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { NodeSimulator, Rng, type ContainerLog } from '../agent/demo/node_simulator.ts';
-import { ChildAgent, freePort, waitFor } from './helpers/child_agent.ts';
+import { ChildAgent, freePort, suiteScratch, waitFor } from './helpers/child_agent.ts';
 
 /**
  * A ConfigMap volume as kubelet writes it: `agent.yaml -> ..data/agent.yaml`, `..data -> ..<ts>`;
@@ -38,13 +37,7 @@ class ConfigMapVolume {
 const SEED = Number(process.env.RELOAD_SEED ?? Date.now() % 1_000_000);
 
 describe(`hot reload under load (seed ${SEED})`, () => {
-  const root = mkdtempSync(join(tmpdir(), 'kta-reload-'));
-  // A failed assertion must not leave an agent running.
-  const cleanup: (() => void)[] = [];
-  afterAll(() => cleanup.forEach((f) => f()));
-  afterAll(() => {
-    if (!process.env.RELOAD_KEEP) rmSync(root, { recursive: true, force: true });
-  });
+  const { root, onCleanup } = suiteScratch('kta-reload-', 'RELOAD_KEEP');
 
   it('20 ConfigMap updates and SIGHUPs while logs flow: nothing lost or doubled, invalid ones rejected', async () => {
     const rng = new Rng(SEED);
@@ -74,7 +67,7 @@ ${o.extra ?? ''}`;
     const volume = new ConfigMapVolume(join(root, 'config'));
     volume.write(config({ out: outA, partialTimeout: '5s' }));
     const agent = new ChildAgent(volume.file);
-    cleanup.push(() => agent.proc?.kill('SIGKILL'));
+    onCleanup(() => agent.proc?.kill('SIGKILL'));
     agent.start();
     await agent.ready(port);
 

@@ -1,5 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll } from 'vitest';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
@@ -91,4 +94,19 @@ export async function waitFor<T>(
     if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/**
+ * A temporary folder for one suite, removed after it (kept for a look when the environment variable
+ * `keepVar` is set), and a place to register clean-ups, so a failed assertion never leaves an agent
+ * running. Call inside `describe`.
+ */
+export function suiteScratch(prefix: string, keepVar: string): { root: string; onCleanup(f: () => void): void } {
+  const root = mkdtempSync(join(tmpdir(), prefix));
+  const cleanup: (() => void)[] = [];
+  afterAll(() => {
+    for (const f of cleanup) f();
+    if (!process.env[keepVar]) rmSync(root, { recursive: true, force: true });
+  });
+  return { root, onCleanup: (f) => cleanup.push(f) };
 }
