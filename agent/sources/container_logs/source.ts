@@ -29,6 +29,9 @@ export interface SourceContext {
  */
 export const CHECKPOINT_EVERY_BYTES = 1024 * 1024;
 
+/** File times and the agent's clock can differ a little (and writes land while it starts). */
+const MTIME_SLACK_MS = 5000;
+
 /** kubelet's rotated copies: `0.log.20261121-100000` (compressed `.gz` twins and `.tmp` leftovers are not read). */
 function isRotatedSibling(name: string, liveBase: string): boolean {
   return name.startsWith(liveBase + '.') && !name.endsWith('.gz') && !name.endsWith('.tmp');
@@ -57,6 +60,7 @@ export class ContainerLogsSource implements Source {
 
   private readonly buf: Buffer;
   private unackedBytes = 0;
+  private startedAt = Date.now();
   private ackedSinceSave = 0;
   private checkpointDirty = false;
   private timers: NodeJS.Timeout[] = [];
@@ -88,6 +92,7 @@ export class ContainerLogsSource implements Source {
   }
 
   async start(): Promise<void> {
+    this.startedAt = Date.now();
     const { state, problem } = this.store.load();
     if (problem) this.ctx.log.warn(`source ${this.name}: ${problem}`);
     if (state) this.loadRestore(state);
@@ -172,6 +177,11 @@ export class ContainerLogsSource implements Source {
         prev.atEof = false;
         this.dirty.add(prev);
         this.adoptMissedRotations(prev, file);
+      } else if (!prev && !initial) {
+        // A container that started and was rotated before we first looked: its first copies are new too.
+        const since = this.startedAt - MTIME_SLACK_MS;
+        const last = this.trackRotated(dirname(found.realPath), liveBaseOf(found.realPath), undefined, file, (s) => s.mtimeMs >= since);
+        if (last) file.predecessor = last;
       }
     }
     // A symlink gone (pod deleted, container garbage-collected): read what is left, then let go.
