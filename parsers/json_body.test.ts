@@ -1,0 +1,44 @@
+import { describe, it, expect } from 'vitest';
+import { parseJsonBody } from './json_body.ts';
+
+describe('parseJsonBody', () => {
+  it('turns a JSON object line into the body, nested values kept', () => {
+    expect(parseJsonBody('{"level":"info","msg":"served","http":{"status":200,"path":"/x"},"tags":["a","b"]}')).toEqual({
+      body: { level: 'info', msg: 'served', http: { status: 200, path: '/x' }, tags: ['a', 'b'] },
+    });
+    expect(parseJsonBody('  \t{"a":1}\r\n ')).toEqual({ body: { a: 1 } });
+    expect(parseJsonBody('{}')).toEqual({ body: {} });
+  });
+
+  it('leaves an array or a scalar JSON line as the original text', () => {
+    for (const text of ['[1,2,3]', '[{"a":1}]', '42', '-1.5e3', 'true', 'null', '"quoted"', ' [] ']) {
+      expect(parseJsonBody(text), text).toBeUndefined();
+    }
+  });
+
+  it('leaves text, truncated and invalid JSON as it is, without throwing', () => {
+    for (const text of [
+      '',
+      '   ',
+      'plain text line',
+      '2026-11-21 INFO {"a":1}',
+      '{"level":"info","msg":"cut here',
+      '{"a":1} trailing',
+      '{a:1}',
+      "{'a':1}",
+      '{"a":1,}',
+      '{"a":1}}',
+      '{',
+      '}',
+    ]) {
+      expect(parseJsonBody(text), text).toBeUndefined();
+    }
+  });
+
+  it('keeps the last of duplicate keys and `__proto__` as an own key', () => {
+    expect(parseJsonBody('{"a":1,"a":2}')).toEqual({ body: { a: 2 } });
+    const r = parseJsonBody('{"__proto__":{"polluted":true}}')!;
+    expect(Object.prototype.hasOwnProperty.call(r.body, '__proto__')).toBe(true);
+    expect(({} as { polluted?: boolean }).polluted).toBeUndefined();
+  });
+});
