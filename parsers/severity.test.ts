@@ -18,8 +18,8 @@ describe('severityFromValue', () => {
       ['CRITICAL', 21],
       ['fatal', 21],
       ['panic', 21],
-      ['alert', 22],
-      ['emerg', 23],
+      ['alert', 21],
+      ['emerg', 21],
       ['Verbose', 1],
     ];
     for (const [value, number] of cases) expect(severityFromValue(value), value).toEqual({ text: value, number });
@@ -39,7 +39,7 @@ describe('severityFromValue', () => {
       { text: 'INFO', number: 9 },
     ]);
     // syslog, also as strings (journald's PRIORITY)
-    expect([0, 1, 2, 3, 4, 5, 6, 7].map((v) => severityFromValue(v)?.number)).toEqual([23, 22, 21, 17, 13, 10, 9, 5]);
+    expect([0, 1, 2, 3, 4, 5, 6, 7].map((v) => severityFromValue(v)?.number)).toEqual([21, 21, 21, 17, 13, 10, 9, 5]);
     expect(severityFromValue('3')).toEqual({ text: 'ERROR', number: 17 });
     expect(severityFromValue('5')).toEqual({ text: 'INFO2', number: 10 });
   });

@@ -50,8 +50,8 @@ const WORDS: ReadonlyMap<string, number> = new Map([
   ['ftl', 21],
   ['panic', 21],
   ['pnc', 21],
-  ['alert', 22],
-  ['emerg', 23],
+  ['alert', 21],
+  ['emerg', 21],
   ['emergency', 23],
 ]);
 
@@ -84,8 +84,18 @@ export function severityShortName(n: number): string {
   return step === 0 ? base : base + (step + 1);
 }
 
-/** syslog severity 0-7 (GELF's `level`, journald's PRIORITY) to OpenTelemetry. */
-const SYSLOG = [23, 22, 21, 17, 13, 10, 9, 5];
+/**
+ * syslog severity 0-7 (GELF's `level`, journald's PRIORITY) to OpenTelemetry, as log-formats.md
+ * §4.3 fixes it: 0-2 FATAL, 3 ERROR, 4 WARN, 5 INFO2 (notice), 6 INFO, 7 DEBUG. One table for every
+ * source, so a journal entry and a JSON `level: 2` get the same severity.
+ */
+const SYSLOG = [21, 21, 21, 17, 13, 10, 9, 5];
+
+/** The severity of a syslog level 0-7; undefined for anything else. */
+export function severityFromSyslog(level: number): Severity | undefined {
+  const n = SYSLOG[level];
+  return n === undefined ? undefined : { text: severityShortName(n), number: n };
+}
 
 /**
  * A numeric level: 0-7 is syslog (GELF, journald's PRIORITY), 10-60 bunyan and pino (10 trace, 20

@@ -1,23 +1,10 @@
+import { severityFromSyslog } from '../../../parsers/severity.ts';
 import type { AttributeValue, Attributes, LogRecord } from '../../record.ts';
 import type { ExportEntry, FieldValue } from './export_reader.ts';
 
 /** Prefix of the attribute that carries each journal field: `journald._SYSTEMD_UNIT`. */
 export const FIELD_PREFIX = 'journald.';
 
-/**
- * syslog PRIORITY (0 emerg ... 7 debug) -> OpenTelemetry severity (log-formats.md §4.3): 0-2 FATAL,
- * 3 ERROR, 4 WARN, 5 INFO2 (notice), 6 INFO, 7 DEBUG.
- */
-export const SEVERITY: readonly { readonly text: string; readonly number: number }[] = [
-  { text: 'FATAL', number: 21 },
-  { text: 'FATAL', number: 21 },
-  { text: 'FATAL', number: 21 },
-  { text: 'ERROR', number: 17 },
-  { text: 'WARN', number: 13 },
-  { text: 'INFO2', number: 10 },
-  { text: 'INFO', number: 9 },
-  { text: 'DEBUG', number: 5 },
-];
 
 const MICROS = /^\d{1,19}$/;
 
@@ -74,7 +61,8 @@ export class JournalRecordMapper {
     const record: LogRecord = { timestamp, observedTimestamp: observed, body, attributes, resource: this.resource(f) };
     const priority = f.get('PRIORITY');
     if (typeof priority === 'string' && priority.length === 1) {
-      const severity = SEVERITY[priority.charCodeAt(0) - 48];
+      // PRIORITY is one digit 0-7: syslog levels, mapped as in log-formats.md §4.3.
+      const severity = severityFromSyslog(priority.charCodeAt(0) - 48);
       if (severity) {
         record.severityText = severity.text;
         record.severityNumber = severity.number;
