@@ -38,14 +38,10 @@ export class Agent {
 
   constructor(config: AgentConfig, log?: Logger) {
     this.config = config;
-    let level: Level = config.log_level;
-    const base = log ?? createLogger('debug');
-    const rank: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
-    const at = (l: Level) => (msg: string) => {
-      if (log || rank[l] >= rank[level]) base[l](msg);
-    };
-    this.log = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
-    this.setLevel = (l) => (level = l);
+    // A logger handed in (demo, tests) keeps its own level; the agent's own follows log_level.
+    const own = log ? undefined : createLogger(config.log_level);
+    this.log = log ?? own!;
+    this.setLevel = (l) => own?.setLevel(l);
     this.pipeline = new Pipeline(this.metrics);
     const runners = new Map<string, OutputRunner>();
     for (const [name, outCfg] of Object.entries(config.outputs)) runners.set(name, this.runner(name, outCfg));

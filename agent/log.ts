@@ -12,12 +12,17 @@ export interface Logger {
   error(msg: string): void;
 }
 
-export function createLogger(level: Level = 'info', write: (line: string) => void = (l) => process.stderr.write(l)): Logger {
-  const min = RANK[level];
+/** A logger whose level a config reload can change. */
+export interface LevelledLogger extends Logger {
+  setLevel(level: Level): void;
+}
+
+export function createLogger(level: Level = 'info', write: (line: string) => void = (l) => process.stderr.write(l)): LevelledLogger {
+  let min = RANK[level];
   const at = (lvl: Level) => (msg: string) => {
     if (RANK[lvl] >= min) write(`${new Date().toISOString()} ${lvl.toUpperCase().padEnd(5)} ${msg}\n`);
   };
-  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'), setLevel: (l) => (min = RANK[l]) };
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { RateLimitedLog, type Logger } from '../log.ts';
 import type { SelfMetrics } from '../metrics.ts';
-import { Backoff } from '../sources/journald/backoff.ts';
+import { Backoff } from '../backoff.ts';
 import { KubeCredentialsError, type KubeRequester } from './connection.ts';
 import { objectKey, type KubeList, type KubeObject, type Status, type WatchEvent } from './types.ts';
 

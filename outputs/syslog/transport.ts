@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { Backoff } from '../../agent/sources/journald/backoff.ts';
+import { Backoff } from '../../agent/backoff.ts';
 
 /**
  * Syslog over TCP, or TLS (RFC 5425), with RFC 6587 octet-counting framing: `<length> <message>`.

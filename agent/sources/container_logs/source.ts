@@ -38,6 +38,26 @@ function isRotatedSibling(name: string, liveBase: string): boolean {
 }
 const liveBaseOf = (path: string) => basename(path).replace(/(\.log)\..*$/, '$1');
 
+/** The rotated copies beside a live file, in rotation (name) order; none when the folder is gone. */
+function rotatedSiblings(dir: string, liveBase: string): { path: string; st: Stats }[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const found: { path: string; st: Stats }[] = [];
+  for (const name of names.filter((n) => isRotatedSibling(n, liveBase)).sort()) {
+    const path = join(dir, name);
+    try {
+      found.push({ path, st: statSync(path) });
+    } catch {
+      // removed since the listing
+    }
+  }
+  return found;
+}
+
 /**
  * Source `container_logs`: finds container log files, reads them in large chunks, decodes lines to
  * records, and moves each file's checkpoint as outputs acknowledge. Rotation keeps the old
@@ -331,21 +351,8 @@ export class ContainerLogsSource implements Source {
     live: TailedFile | undefined,
     wanted: (st: Stats, key: string) => boolean,
   ): TailedFile | undefined {
-    let names: string[];
-    try {
-      names = readdirSync(dir);
-    } catch {
-      return first;
-    }
     let prev = first;
-    for (const name of names.filter((n) => isRotatedSibling(n, base)).sort()) {
-      const path = join(dir, name);
-      let st: Stats;
-      try {
-        st = statSync(path);
-      } catch {
-        continue;
-      }
+    for (const { path, st } of rotatedSiblings(dir, base)) {
       const key = identityKey(st);
       if (this.files.has(key) || !wanted(st, key)) continue;
       const file = this.open(path, live?.linkPath, st, false, undefined, live?.decoder.resource);
@@ -547,21 +554,18 @@ export class ContainerLogsSource implements Source {
   private reopen(file: TailedFile): boolean {
     if (file.reopen()) return true;
     // The path names another file now: ours was rotated while closed. Find it beside the path.
-    const dir = dirname(file.realPath);
-    try {
-      for (const name of readdirSync(dir)) {
-        if (!isRotatedSibling(name, liveBaseOf(file.realPath))) continue;
-        const st = statSync(join(dir, name));
-        if (st.dev === file.dev && st.ino === file.ino) {
-          const fd = openSync(join(dir, name), 'r');
-          file.fd = fd;
-          file.state = 'rotated';
-          if (this.byPath.get(file.realPath) === file) this.byPath.delete(file.realPath);
-          return true;
-        }
+    const moved = rotatedSiblings(dirname(file.realPath), liveBaseOf(file.realPath)).find(
+      ({ st }) => st.dev === file.dev && st.ino === file.ino,
+    );
+    if (moved) {
+      try {
+        file.fd = openSync(moved.path, 'r');
+        file.state = 'rotated';
+        if (this.byPath.get(file.realPath) === file) this.byPath.delete(file.realPath);
+        return true;
+      } catch {
+        // removed between the listing and the open
       }
-    } catch {
-      // folder gone with the pod
     }
     this.ctx.metrics.fileErrors.inc({ ...this.labels, reason: 'gone_while_closed' });
     this.warnings.warn(`gone:${file.realPath}`, `source ${this.name}: ${file.realPath} was removed while closed over max_open_files; its unread tail is lost`);

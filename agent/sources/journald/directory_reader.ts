@@ -4,7 +4,7 @@ import type { Emitter } from '../../pipeline.ts';
 import type { Logger } from '../../log.ts';
 import { formatUnixMillis } from '../../../parsers/timestamp.ts';
 import { AckQueue } from './ack_queue.ts';
-import { Backoff } from './backoff.ts';
+import { Backoff } from '../../backoff.ts';
 import { ExportParser, type ExportEntry } from './export_reader.ts';
 import { JournalctlProcess, journalctlArgs, type JournalctlExit } from './journalctl_process.ts';
 import { formatUnixMicros, type JournalRecordMapper } from './record.ts';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { AckQueue } from './ack_queue.ts';
-import { Backoff } from './backoff.ts';
+import { Backoff } from '../../backoff.ts';
 import { journalctlArgs } from './journalctl_process.ts';
 
 describe('journalctlArgs', () => {

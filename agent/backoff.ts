@@ -1,6 +1,7 @@
 /**
- * Delays between restarts of a reader that keeps failing: doubling from `initialMs` up to `maxMs`,
- * each spread by ±20% so that the agents of many nodes do not retry in step.
+ * Delays between attempts of something that keeps failing (a reader restart, a reconnect): doubling
+ * from `initialMs` up to `maxMs`, each spread by ±20% so that the agents of many nodes do not retry
+ * in step.
  */
 export class Backoff {
   private readonly initialMs: number;
