@@ -27,6 +27,7 @@ export class OutputRunner {
   private readonly maxQueuedBytes: number;
   private readonly queue: Queued[] = [];
   private queuedBytes = 0;
+  private queuedRecords = 0;
   private running = false;
   private closing = false;
   private roomWaiters: (() => void)[] = [];
@@ -64,6 +65,7 @@ export class OutputRunner {
   enqueue(batch: RecordBatch): void {
     this.queue.push({ batch });
     this.queuedBytes += batch.bytes;
+    this.queuedRecords += batch.records.length;
     this.updateGauges();
     if (!this.running) void this.run();
   }
@@ -96,6 +98,7 @@ export class OutputRunner {
     const rest = this.queue.map((q) => q.batch);
     this.queue.length = 0;
     this.queuedBytes = 0;
+    this.queuedRecords = 0;
     this.updateGauges();
     const waiters = this.roomWaiters;
     this.roomWaiters = [];
@@ -112,6 +115,7 @@ export class OutputRunner {
       if (!(await this.deliver(batch))) break;
       this.queue.shift();
       this.queuedBytes -= batch.bytes;
+      this.queuedRecords -= batch.records.length;
       this.updateGauges();
       batch.ack.accept();
       if (this.hasRoom && this.roomWaiters.length) {
@@ -155,7 +159,7 @@ export class OutputRunner {
   private updateGauges(): void {
     const labels = { output: this.output.name, type: 'memory' };
     this.metrics.bufferBytes.set(labels, this.queuedBytes);
-    this.metrics.bufferRecords.set(labels, this.queue.reduce((n, q) => n + q.batch.records.length, 0));
+    this.metrics.bufferRecords.set(labels, this.queuedRecords);
   }
 }
 
