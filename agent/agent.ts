@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { isDeepStrictEqual } from 'node:util';
 import type { AgentConfig } from './config/schema.ts';
+import { KubeAccess } from './kube/kube_access.ts';
 import { createLogger, type Level, type Logger } from './log.ts';
 import { SelfMetrics } from './metrics.ts';
 import { OutputRunner, Pipeline } from './pipeline.ts';
@@ -14,7 +15,7 @@ import { createOutput, type OutputConfig } from '../outputs/registry.ts';
 const OUTPUT_QUEUE_BYTES = 2 * 1024 * 1024;
 
 /** Keys a running agent cannot take over without a restart (checkpoints and identity live there). */
-const RESTART_ONLY = ['data_dir'] as const;
+const RESTART_ONLY = ['data_dir', 'kubernetes'] as const;
 
 export class ReloadRejected extends Error {}
 
@@ -30,6 +31,7 @@ export class Agent {
   readonly log: Logger;
   private readonly setLevel: (level: Level) => void;
   private readonly pipeline: Pipeline;
+  private readonly kube: KubeAccess;
   private readonly sources = new Map<string, Source>();
   private server: AgentServer;
   private stopping = false;
@@ -43,6 +45,7 @@ export class Agent {
     this.log = log ?? own!;
     this.setLevel = (l) => own?.setLevel(l);
     this.pipeline = new Pipeline(this.metrics);
+    this.kube = new KubeAccess({ mode: config.kubernetes.mode, kubeconfig: config.kubernetes.kubeconfig }, this.log);
     const runners = new Map<string, OutputRunner>();
     for (const [name, outCfg] of Object.entries(config.outputs)) runners.set(name, this.runner(name, outCfg));
     this.pipeline.setRoutes(runners, inputsOf(config));
@@ -55,6 +58,7 @@ export class Agent {
       name,
       metrics: this.metrics,
       log: (level, msg) => this.log[level](`output ${name}: ${msg}`),
+      dataDir: this.config.data_dir,
     });
     return new OutputRunner(output, this.metrics, this.log, { maxQueuedBytes: OUTPUT_QUEUE_BYTES });
   }
@@ -66,6 +70,7 @@ export class Agent {
       metrics: this.metrics,
       log: this.log,
       emitter: this.pipeline.emitterFor(name),
+      kube: this.kube,
     });
   }
 
@@ -196,6 +201,7 @@ export class Agent {
     }
     await Promise.all(sources.map((s) => s.close()));
     await Promise.all([...this.pipeline.runners.values()].map((r) => r.output.close().catch(() => undefined)));
+    await this.kube.close();
     await this.server.close();
     return { drained };
   }

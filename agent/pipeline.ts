@@ -138,7 +138,8 @@ export class OutputRunner {
     for (let attempt = 0; ; attempt++) {
       const started = process.hrtime.bigint();
       try {
-        const bytes = await this.output.write(batch);
+        const { bytes, failed } = await this.output.send(batch.records, new AbortController().signal);
+        if (failed?.length) throw new Error(`${failed.length} records refused: ${failed[0]!.reason}`);
         this.metrics.outputRequestDuration.observe({ output: name }, Number(process.hrtime.bigint() - started) / 1e9);
         this.metrics.outputRecords.inc({ output: name, status: 'sent' }, batch.records.length);
         this.metrics.outputBytes.inc({ output: name }, bytes);

@@ -2,14 +2,14 @@ import { z } from 'zod';
 import { constants, openSync, promises as fsp } from 'node:fs';
 import { Socket } from 'node:net';
 import { dirname } from 'node:path';
-import type { RecordBatch } from '../agent/record.ts';
-import { inputs } from '../agent/config/types.ts';
-import type { Output, OutputContext } from './output.ts';
+import type { LogRecord } from '../agent/record.ts';
+import { outputCommon } from './common_config.ts';
+import type { Output, OutputContext, SendResult } from './output.ts';
 import { NdjsonEncoder } from './ndjson.ts';
 
 export const fileConfig = z.strictObject({
   type: z.literal('file'),
-  inputs,
+  ...outputCommon,
   path: z.string().min(1),
   /** fsync after every batch: survives a node crash, not only an agent crash, at the cost of speed. */
   fsync: z.boolean().default(false),
@@ -99,13 +99,13 @@ export class FileOutput implements Output {
     return this.sink;
   }
 
-  async write(batch: RecordBatch): Promise<number> {
+  async send(records: readonly LogRecord[]): Promise<SendResult> {
     const sink = await this.open();
     // One reused buffer: a fresh Buffer per batch is external memory the GC frees late, and RSS grows.
-    const { buf, length } = this.encoder.encodeInto(batch.records, this.scratch);
+    const { buf, length } = this.encoder.encodeInto(records, this.scratch);
     this.scratch = buf;
     await sink.write(buf, length);
-    return length;
+    return { bytes: length };
   }
 
   async flush(): Promise<void> {

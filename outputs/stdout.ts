@@ -1,12 +1,12 @@
 import { z } from 'zod';
-import type { RecordBatch } from '../agent/record.ts';
-import { inputs } from '../agent/config/types.ts';
-import type { Output, OutputContext } from './output.ts';
+import type { LogRecord } from '../agent/record.ts';
+import { outputCommon } from './common_config.ts';
+import type { Output, OutputContext, SendResult } from './output.ts';
 import { NdjsonEncoder, encodeText } from './ndjson.ts';
 
 export const stdoutConfig = z.strictObject({
   type: z.literal('stdout'),
-  inputs,
+  ...outputCommon,
   encoding: z.enum(['json', 'text']).default('json'),
 });
 export type StdoutConfig = z.infer<typeof stdoutConfig>;
@@ -14,7 +14,7 @@ export type StdoutConfig = z.infer<typeof stdoutConfig>;
 /** Writes to the process's standard output; waits for 'drain' so a slow reader slows the sources, not memory. */
 export class StdoutOutput implements Output {
   readonly name: string;
-  private readonly encode: (batch: RecordBatch) => string;
+  private readonly encode: (records: readonly LogRecord[]) => string;
   private readonly stream: NodeJS.WritableStream;
 
   constructor(config: StdoutConfig, ctx: OutputContext, stream: NodeJS.WritableStream = process.stdout) {
@@ -23,20 +23,20 @@ export class StdoutOutput implements Output {
     const ndjson = new NdjsonEncoder();
     this.encode =
       config.encoding === 'json'
-        ? (b) => ndjson.encodeAll(b.records)
-        : (b) => {
+        ? (records) => ndjson.encodeAll(records)
+        : (records) => {
             let out = '';
-            for (const r of b.records) out += encodeText(r);
+            for (const r of records) out += encodeText(r);
             return out;
           };
   }
 
-  write(batch: RecordBatch): Promise<number> {
-    const text = this.encode(batch);
+  send(records: readonly LogRecord[]): Promise<SendResult> {
+    const text = this.encode(records);
     const bytes = Buffer.byteLength(text);
     return new Promise((resolve, reject) => {
-      const ok = this.stream.write(text, (err) => (err ? reject(err) : ok && resolve(bytes)));
-      if (!ok) this.stream.once('drain', () => resolve(bytes));
+      const ok = this.stream.write(text, (err) => (err ? reject(err) : ok && resolve({ bytes })));
+      if (!ok) this.stream.once('drain', () => resolve({ bytes }));
     });
   }
 

@@ -64,7 +64,7 @@ describe('parseConfig: defaults', () => {
       expect(src[k], k).toBeGreaterThan(0);
     }
     expect(src.max_line_bytes).toBeGreaterThanOrEqual(16 * 1024); // a whole containerd line fits
-    expect(cfg.outputs.out).toEqual({ type: 'stdout', inputs: ['containers'], encoding: 'json' });
+    expect(cfg.outputs.out).toMatchObject({ type: 'stdout', inputs: ['containers'], encoding: 'json', buffer: { type: 'memory', when_full: 'block' }, concurrency: 1 });
   });
 
   it('defaults a file output to no fsync', () => {
@@ -73,7 +73,7 @@ describe('parseConfig: defaults', () => {
       'agent.yaml',
       {},
     );
-    expect(cfg.outputs.f).toEqual({ type: 'file', inputs: ['c'], path: '/tmp/x.ndjson', fsync: false });
+    expect(cfg.outputs.f).toMatchObject({ type: 'file', inputs: ['c'], path: '/tmp/x.ndjson', fsync: false });
   });
 
   it('keeps explicit values over defaults', () => {
@@ -207,7 +207,7 @@ describe('parseConfig: mistakes a user makes', () => {
   });
 
   it('lists the known keys when no key is close', () => {
-    expect(problems(config('', '    colour: blue\n'))).toEqual(['outputs.out.colour: unknown key (known keys: type, inputs, encoding)']);
+    expect(problems(config('', '    colour: blue\n'))).toEqual(['outputs.out.colour: unknown key (known keys: type, inputs, buffer, batch, retry, concurrency, encoding)']);
   });
 
   it('lists the known output types for an unknown one', () => {

@@ -4,13 +4,14 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SelfMetrics } from '../agent/metrics.ts';
-import { noAck, type LogRecord, type RecordBatch } from '../agent/record.ts';
+import type { LogRecord } from '../agent/record.ts';
 import { FileOutput, fileConfig } from '../outputs/file.ts';
 import { NdjsonEncoder, encodeText } from '../outputs/ndjson.ts';
-import type { OutputContext } from '../outputs/output.ts';
+import type { Output, OutputContext } from '../outputs/output.ts';
 import { StdoutOutput, stdoutConfig } from '../outputs/stdout.ts';
 
-const ctx: OutputContext = { name: 'out', metrics: new SelfMetrics('test'), log: () => {} };
+const ctx: OutputContext = { name: 'out', metrics: new SelfMetrics('test'), log: () => {}, dataDir: '/nonexistent' };
+const write = (out: { send: Output['send'] }, records: LogRecord[]) => out.send(records, new AbortController().signal).then((r) => r.bytes);
 
 const resource = Object.freeze({
   'k8s.node.name': 'node-1',
@@ -32,10 +33,6 @@ function record(body: LogRecord['body'], extra: Partial<LogRecord> = {}): LogRec
     resource,
     ...extra,
   };
-}
-
-function batch(records: LogRecord[]): RecordBatch {
-  return { source: 'containers', records, bytes: 100, ack: noAck() };
 }
 
 /** What design.md says a record looks like once JSON.parse'd from its NDJSON line. */
@@ -142,7 +139,7 @@ describe('stdout output (outputs/stdout.ts)', () => {
     const text = collect(stream);
     const out = new StdoutOutput(stdoutConfig.parse({ type: 'stdout', inputs: ['c'] }), ctx, stream);
     const records = [record('ünï ✓'), record({ k: 'v' }, { severityText: 'INFO' })];
-    const bytes = await out.write(batch(records));
+    const bytes = await write(out, (records));
     const expected = new NdjsonEncoder().encodeAll(records);
     expect(text()).toBe(expected);
     expect(bytes).toBe(Buffer.byteLength(expected));
@@ -154,7 +151,7 @@ describe('stdout output (outputs/stdout.ts)', () => {
     const stream = new PassThrough();
     const text = collect(stream);
     const out = new StdoutOutput(stdoutConfig.parse({ type: 'stdout', inputs: ['c'], encoding: 'text' }), ctx, stream);
-    const bytes = await out.write(batch([record('first'), record('second', { severityText: 'WARN' })]));
+    const bytes = await write(out, ([record('first'), record('second', { severityText: 'WARN' })]));
     const expected =
       '2026-11-21T10:00:00.123456789Z default/web-1/app stdout first\n' + '2026-11-21T10:00:00.123456789Z default/web-1/app stdout WARN second\n';
     expect(text()).toBe(expected);
@@ -166,7 +163,7 @@ describe('stdout output (outputs/stdout.ts)', () => {
     const out = new StdoutOutput(stdoutConfig.parse({ type: 'stdout', inputs: ['c'] }), ctx, stream);
     const records = Array.from({ length: 20 }, (_, i) => record(`record ${i} `.padEnd(200, '.')));
     let settled = false;
-    const pending = out.write(batch(records)).finally(() => (settled = true));
+    const pending = write(out, (records)).finally(() => (settled = true));
     // Nobody reads: the stream stays over its highWaterMark, so the write must not be accepted.
     for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
     await new Promise((r) => setTimeout(r, 100));
@@ -186,7 +183,7 @@ describe('stdout output (outputs/stdout.ts)', () => {
     const stream = new PassThrough();
     stream.destroy();
     const out = new StdoutOutput(stdoutConfig.parse({ type: 'stdout', inputs: ['c'] }), ctx, stream);
-    await expect(out.write(batch([record('x')]))).rejects.toThrow();
+    await expect(write(out, ([record('x')]))).rejects.toThrow();
   });
 });
 
@@ -199,8 +196,8 @@ describe('file output (outputs/file.ts)', () => {
     const out = new FileOutput(fileConfig.parse({ type: 'file', inputs: ['c'], path }), ctx);
     const first = [record('one', { severityText: 'ERROR' }), record({ msg: 'two', n: 2 })];
     const second = TRICKY.map((s) => record(s));
-    const b1 = await out.write(batch(first));
-    const b2 = await out.write(batch(second));
+    const b1 = await write(out, (first));
+    const b2 = await write(out, (second));
     await out.close();
     const text = readFileSync(path, 'utf8');
     expect(Buffer.byteLength(text)).toBe(b1 + b2);
@@ -215,7 +212,7 @@ describe('file output (outputs/file.ts)', () => {
     const path = join(dir, 'existing.ndjson');
     writeFileSync(path, '{"earlier":true}\n');
     const out = new FileOutput(fileConfig.parse({ type: 'file', inputs: ['c'], path, fsync: true }), ctx);
-    await out.write(batch([record('new')]));
+    await write(out, ([record('new')]));
     await out.close();
     const lines = readFileSync(path, 'utf8').split('\n');
     expect(lines[0]).toBe('{"earlier":true}');
@@ -227,7 +224,7 @@ describe('file output (outputs/file.ts)', () => {
     const path = join(dir, 'torn.ndjson');
     writeFileSync(path, '{"complete":1}\n{"torn":');
     const out = new FileOutput(fileConfig.parse({ type: 'file', inputs: ['c'], path }), ctx);
-    await out.write(batch([record('after crash')]));
+    await write(out, ([record('after crash')]));
     await out.close();
     const lines = readFileSync(path, 'utf8').split('\n');
     expect(lines).toEqual(['{"complete":1}', '{"torn":', new NdjsonEncoder().encode(record('after crash')).trimEnd(), '']);
@@ -237,6 +234,6 @@ describe('file output (outputs/file.ts)', () => {
     const blocker = join(dir, 'not-a-folder');
     writeFileSync(blocker, '');
     const out = new FileOutput(fileConfig.parse({ type: 'file', inputs: ['c'], path: join(blocker, 'x.ndjson') }), ctx);
-    await expect(out.write(batch([record('x')]))).rejects.toThrow(/ENOTDIR|EEXIST/);
+    await expect(write(out, ([record('x')]))).rejects.toThrow(/ENOTDIR|EEXIST/);
   });
 });

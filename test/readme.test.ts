@@ -4,6 +4,7 @@ import type { z } from 'zod';
 import { configSchema } from '../agent/config/schema.ts';
 import { SelfMetrics } from '../agent/metrics.ts';
 import { sourcePlugins } from '../agent/sources/registry.ts';
+import { outputCommon } from '../outputs/common_config.ts';
 import { outputPlugins } from '../outputs/registry.ts';
 
 /** The README's config reference and metrics list are product docs: they must not drift from the code. */
@@ -40,10 +41,15 @@ describe('README stays in step with the code', () => {
       expect(keysOf(plugin.schema).length).toBeGreaterThan(5);
       for (const key of keysOf(plugin.schema)) expect(doc, `${type}.${key}`).toContain(`| \`${key}\` |`);
     }
+    // Keys every output takes are documented once, in their own section.
+    const common = section('Every output');
+    for (const key of Object.keys(outputCommon)) expect(common, `outputs.*.${key}`).toContain(`| \`${key}\` |`);
     for (const [type, plugin] of Object.entries(outputPlugins)) {
       const doc = section(`Output \`${type}\``);
       expect(keysOf(plugin.schema)).toContain('inputs');
-      for (const key of keysOf(plugin.schema)) expect(doc, `${type}.${key}`).toContain(`| \`${key}\` |`);
+      for (const key of keysOf(plugin.schema)) {
+        if (!(key in outputCommon)) expect(doc, `${type}.${key}`).toContain(`| \`${key}\` |`);
+      }
     }
   });
 

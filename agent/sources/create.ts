@@ -1,6 +1,6 @@
-import type { Source } from './source.ts';
+import type { Source, SourceContext } from './source.ts';
 import type { SourceConfig } from './registry.ts';
-import { ContainerLogsSource, type SourceContext } from './container_logs/source.ts';
+import { ContainerLogsSource } from './container_logs/source.ts';
 import { JournaldSource } from './journald/source.ts';
 
 export function createSource(name: string, config: SourceConfig, ctx: SourceContext): Source {

@@ -1,3 +1,19 @@
+import type { KubeAccess } from '../kube/kube_access.ts';
+import type { Logger } from '../log.ts';
+import type { SelfMetrics } from '../metrics.ts';
+import type { Emitter } from '../pipeline.ts';
+
+/** What the agent hands every source. */
+export interface SourceContext {
+  nodeName: string;
+  dataDir: string;
+  metrics: SelfMetrics;
+  log: Logger;
+  emitter: Emitter;
+  /** The agent's one Kubernetes API connection (shared by every source and stage that reads the API). */
+  kube: KubeAccess;
+}
+
 /**
  * A source reads from the node and hands records to the pipeline through its Emitter; it moves its
  * checkpoint only when the pipeline reports a batch accepted by every output.

@@ -1,10 +1,8 @@
 import { fstatSync, openSync, readdirSync, statSync, closeSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Attributes, LogRecord } from '../../record.ts';
-import type { Emitter } from '../../pipeline.ts';
-import type { SelfMetrics } from '../../metrics.ts';
-import { RateLimitedLog, type Logger } from '../../log.ts';
-import type { Source } from '../source.ts';
+import { RateLimitedLog } from '../../log.ts';
+import type { Source, SourceContext } from '../source.ts';
 import { formatUnixMillis } from '../../../parsers/timestamp.ts';
 import type { ContainerLogsConfig } from './config.ts';
 import { CheckpointStore, type CheckpointState, type FileCheckpoint } from './checkpoint_store.ts';
@@ -14,14 +12,6 @@ import { fingerprint, fingerprintMatches, identityKey } from './file_identity.ts
 import { resourceFromPaths } from './path_metadata.ts';
 import { TailedFile } from './tailed_file.ts';
 import { FolderWatcher } from './watcher.ts';
-
-export interface SourceContext {
-  nodeName: string;
-  dataDir: string;
-  metrics: SelfMetrics;
-  log: Logger;
-  emitter: Emitter;
-}
 
 /**
  * Acknowledged bytes after which the checkpoint is rewritten (without fsync; the timer fsyncs):

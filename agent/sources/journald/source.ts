@@ -1,7 +1,7 @@
 import { statSync } from 'node:fs';
 import { RateLimitedLog } from '../../log.ts';
 import type { Source } from '../source.ts';
-import type { SourceContext } from '../container_logs/source.ts';
+import type { SourceContext } from '../source.ts';
 import { journalDirectories, type JournaldConfig } from './config.ts';
 import { CursorStore, type CursorState } from './cursor_store.ts';
 import { DirectoryReader } from './directory_reader.ts';

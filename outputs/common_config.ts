@@ -1,0 +1,47 @@
+import { z } from 'zod';
+import { duration, inputs, size } from '../agent/config/types.ts';
+
+/**
+ * Keys every output takes besides its own: which sources feed it, its buffer, how records are
+ * batched into requests and how failed requests are retried. Each plugin schema spreads
+ * `outputCommon` so `validate` names the same key paths for every output type.
+ */
+
+export const bufferConfig = z
+  .strictObject({
+    type: z.enum(['memory', 'disk']).default('memory'),
+    /** memory: raw bytes held; disk: bytes of segment files. Default 64MiB (memory) / 1GiB (disk). */
+    max_size: size('256MiB').optional(),
+    /** memory only: records held. */
+    max_events: z.number().int().positive().default(100_000),
+    when_full: z.enum(['block', 'drop_newest']).default('block'),
+    /** disk only: when a record counts as accepted (see agent/buffers/buffer.ts FsyncPolicy). */
+    fsync: z.enum(['always', 'interval', 'never']).default('interval'),
+    fsync_interval: duration('500ms').default(500),
+  })
+  .prefault({});
+
+export const batchConfig = z
+  .strictObject({
+    max_bytes: size('1MiB').default(1024 * 1024),
+    max_events: z.number().int().positive().default(5000),
+    /** How long a partly filled batch waits for more records. */
+    timeout: duration('1s').default(1000),
+  })
+  .prefault({});
+
+export const retryConfig = z
+  .strictObject({
+    initial: duration('250ms').default(250),
+    max: duration('30s').default(30_000),
+  })
+  .prefault({});
+
+export const outputCommon = {
+  inputs,
+  buffer: bufferConfig,
+  batch: batchConfig,
+  retry: retryConfig,
+  /** Requests in flight at once for this output. */
+  concurrency: z.number().int().min(1).max(64).default(1),
+};
