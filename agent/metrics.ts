@@ -23,6 +23,11 @@ export class SelfMetrics {
   readonly droppedRecords = this.counter('telemetry_agent_dropped_records_total', 'Records dropped on purpose, by reason.', ['component', 'reason']);
   readonly parseErrors = this.counter('telemetry_agent_parse_errors_total', 'Lines a parser could not parse (kept as raw records).', ['source', 'parser']);
   readonly truncatedRecords = this.counter('telemetry_agent_truncated_records_total', 'Lines cut at max_line_bytes (kept, marked truncated).', ['source']);
+  readonly multilineGroups = this.counter(
+    'telemetry_agent_multiline_groups_total',
+    'Multiline groups (stack traces) emitted as one record, by what closed them.',
+    ['source', 'reason'],
+  );
   readonly filesTailed = this.gauge('telemetry_agent_files_tailed', 'Files a source is tailing.', ['source']);
   readonly openFiles = this.gauge('telemetry_agent_open_files', 'File descriptors a source holds open.', ['source']);
   readonly tailLagBytes = this.gauge('telemetry_agent_tail_lag_bytes', 'Bytes on disk a source has not read yet.', ['source']);

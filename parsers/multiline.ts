@@ -23,6 +23,8 @@ export interface MultilineLine {
    * is marked truncated too. A JoinedLine with its offset added fits this interface as it is.
    */
   truncated?: boolean;
+  /** Flushed without its F (PartialMerger): the record holding it is marked incomplete too. */
+  incomplete?: boolean;
 }
 
 export interface MultilineRecord {
@@ -37,7 +39,16 @@ export interface MultilineRecord {
    * lacks some of the text that was logged.
    */
   truncated: boolean;
+  /** A line of it was flushed without its F (see MultilineLine.incomplete); undefined otherwise. */
+  incomplete?: true;
 }
+
+/**
+ * What closed a group: `complete` the next line did not continue it (or the trace's own end, Node's
+ * `Node.js vNN`), `max_lines`/`max_bytes` a limit cut it, `timeout` it was idle, `end_of_file` the
+ * file was finished (rotated and drained, deleted, truncated), `shutdown` the source stopped.
+ */
+export type MultilineFlushReason = 'complete' | 'max_lines' | 'max_bytes' | 'timeout' | 'end_of_file' | 'shutdown';
 
 /**
  * - `auto`: the language rules (Java, C#, Node.js, Python, Go). Only lines that look like the start
@@ -62,6 +73,8 @@ export interface MultilineOptions {
    * caps at 2 MB).
    */
   maxBytes?: number;
+  /** Told of every group emitted (not of lines passed straight through), for a metric. */
+  onGroup?: (reason: MultilineFlushReason, lines: number) => void;
 }
 
 export const MULTILINE_DEFAULT_MAX_LINES = 1000;
@@ -378,7 +391,14 @@ function cut(s: string, n: number): string {
 }
 
 function single(line: MultilineLine): MultilineRecord {
-  return { stream: line.stream, time: line.time, content: line.content, lines: 1, truncated: line.truncated === true };
+  return {
+    stream: line.stream,
+    time: line.time,
+    content: line.content,
+    lines: 1,
+    truncated: line.truncated === true,
+    incomplete: line.incomplete === true ? true : undefined,
+  };
 }
 
 /** One stream's group in progress. Reused: a file has two for its whole life. */
@@ -391,6 +411,7 @@ class Slot {
   time = '';
   offset = 0;
   truncated = false;
+  incomplete = false;
   /** When the last line was accepted, for the idle flush. */
   lastSeen = 0;
   /** Lines held tentatively (see TENTATIVE), in arrival order; undefined when none. */
@@ -427,6 +448,7 @@ export class MultilineGrouper {
   private readonly maxLines: number;
   private readonly maxBytes: number;
   private readonly slots: [Slot, Slot] = [new Slot(), new Slot()];
+  private readonly onGroup: ((reason: MultilineFlushReason, lines: number) => void) | undefined;
 
   constructor(options: MultilineOptions) {
     const maxLines = options.maxLines ?? MULTILINE_DEFAULT_MAX_LINES;
@@ -437,6 +459,7 @@ export class MultilineGrouper {
     if (!(maxBytes >= 1)) throw new RangeError(`maxBytes must be at least 1, got ${maxBytes}`);
     this.maxLines = maxLines;
     this.maxBytes = maxBytes;
+    this.onGroup = options.onGroup;
     switch (options.mode) {
       case 'auto':
         this.mode = MODE_AUTO;
@@ -486,7 +509,7 @@ export class MultilineGrouper {
     if (slot.held !== undefined) this.commitHeld(slot, out);
     this.append(slot, line, out);
     if (next === DONE) {
-      this.emit(slot, line.stream, out);
+      this.emit(slot, line.stream, out, 'complete');
       slot.state = START;
     }
   }
@@ -497,12 +520,12 @@ export class MultilineGrouper {
    * container in memory, unsent and holding back the checkpoint, forever (§5.3).
    */
   flush(idleMs: number, now: number): MultilineRecord[] {
-    return this.finish((slot) => now - slot.lastSeen >= idleMs);
+    return this.finish((slot) => now - slot.lastSeen >= idleMs, 'timeout');
   }
 
   /** Emits everything held (file finished, shutdown) and forgets it. */
-  flushAll(): MultilineRecord[] {
-    return this.finish(() => true);
+  flushAll(reason: 'end_of_file' | 'shutdown' = 'end_of_file'): MultilineRecord[] {
+    return this.finish(() => true, reason);
   }
 
   /**
@@ -579,7 +602,7 @@ export class MultilineGrouper {
     const held = slot.held;
     slot.held = undefined;
     const hadLines = slot.parts.length > 0;
-    this.emit(slot, line.stream, out);
+    this.emit(slot, line.stream, out, 'complete');
     slot.state = START;
     if (held !== undefined) {
       let i = 0;
@@ -599,7 +622,7 @@ export class MultilineGrouper {
   private append(slot: Slot, line: MultilineLine, out: MultilineRecord[]): void {
     let s = line.content;
     let full = false;
-    if (slot.parts.length > 0 && slot.size + 1 + s.length > this.maxBytes) this.emit(slot, line.stream, out);
+    if (slot.parts.length > 0 && slot.size + 1 + s.length > this.maxBytes) this.emit(slot, line.stream, out, 'max_bytes');
     if (slot.parts.length === 0) {
       slot.time = line.time;
       slot.offset = line.offset;
@@ -613,12 +636,14 @@ export class MultilineGrouper {
     }
     slot.parts.push(s);
     if (full || line.truncated === true) slot.truncated = true;
+    if (line.incomplete === true) slot.incomplete = true;
     // A cut line filled the group: nothing more fits, so do not hold it.
-    if (full || slot.parts.length >= this.maxLines) this.emit(slot, line.stream, out);
+    if (full) this.emit(slot, line.stream, out, 'max_bytes');
+    else if (slot.parts.length >= this.maxLines) this.emit(slot, line.stream, out, 'max_lines');
   }
 
   /** Emits the committed lines as one record and empties the group; the state is the caller's. */
-  private emit(slot: Slot, stream: 'stdout' | 'stderr', out: MultilineRecord[]): void {
+  private emit(slot: Slot, stream: 'stdout' | 'stderr', out: MultilineRecord[], reason: MultilineFlushReason): void {
     const parts = slot.parts;
     const n = parts.length;
     if (n === 0) return;
@@ -628,31 +653,34 @@ export class MultilineGrouper {
       content: n === 1 ? parts[0]! : parts.join('\n'),
       lines: n,
       truncated: slot.truncated,
+      incomplete: slot.incomplete ? true : undefined,
     });
     parts.length = 0;
     slot.size = 0;
     slot.truncated = false;
+    slot.incomplete = false;
+    this.onGroup?.(reason, n);
   }
 
-  private finish(due: (slot: Slot) => boolean): MultilineRecord[] {
+  private finish(due: (slot: Slot) => boolean, reason: MultilineFlushReason): MultilineRecord[] {
     const out: MultilineRecord[] = [];
     const [a, b] = this.slots;
     const takeA = a.state !== START && due(a);
     const takeB = b.state !== START && due(b);
     // Oldest first, so records leave in the order their lines started in the file.
     if (takeA && takeB && (b.heldFrom() ?? Infinity) < (a.heldFrom() ?? Infinity)) {
-      this.close(b, 'stderr', out);
-      this.close(a, 'stdout', out);
+      this.close(b, 'stderr', out, reason);
+      this.close(a, 'stdout', out, reason);
     } else {
-      if (takeA) this.close(a, 'stdout', out);
-      if (takeB) this.close(b, 'stderr', out);
+      if (takeA) this.close(a, 'stdout', out, reason);
+      if (takeB) this.close(b, 'stderr', out, reason);
     }
     return out;
   }
 
   /** Ends a group with no next line to decide the held ones: they go out as they are. */
-  private close(slot: Slot, stream: 'stdout' | 'stderr', out: MultilineRecord[]): void {
-    this.emit(slot, stream, out);
+  private close(slot: Slot, stream: 'stdout' | 'stderr', out: MultilineRecord[], reason: MultilineFlushReason): void {
+    this.emit(slot, stream, out, reason);
     const held = slot.held;
     slot.held = undefined;
     slot.state = START;

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { duration, size } from '../../config/types.ts';
+import { multilineConfig } from './multiline_config.ts';
 
 export const containerLogsConfig = z.strictObject({
   type: z.literal('container_logs'),
@@ -25,5 +26,7 @@ export const containerLogsConfig = z.strictObject({
   max_open_files: z.number().int().min(8).default(1024),
   /** Records read but not yet acknowledged by every output; reading pauses above it. */
   max_unacked_bytes: size('256KiB').default(256 * 1024),
+  /** Stack traces and other records spanning lines, grouped per file and stream (multiline_config.ts). */
+  multiline: multilineConfig,
 });
 export type ContainerLogsConfig = z.infer<typeof containerLogsConfig>;

@@ -4,6 +4,7 @@ import { parseDockerJsonLine } from '../../../parsers/docker_json.ts';
 import { detectFormat } from '../../../parsers/format_picker.ts';
 import { isParseFailure, type ContainerLineResult } from '../../../parsers/container_line.ts';
 import { PartialMerger, type JoinedLine, type PendingStarts } from '../../../parsers/partial_merger.ts';
+import { MultilineGrouper, type MultilineOptions, type MultilineRecord } from '../../../parsers/multiline.ts';
 import { utf8FromBinary } from './line_splitter.ts';
 
 export type ContainerFormat = 'cri' | 'docker';
@@ -23,13 +24,17 @@ export interface DecoderEvents {
 
 /**
  * Turns one container log file's physical lines into records: CRI or docker framing, then P/F
- * joining, then the record shape. One decoder per open file, because partial joins are keyed by
- * file identity and stream.
+ * joining, then multiline grouping when the source asks for it, then the record shape. One decoder
+ * per open file, because partial joins and groups are keyed by file identity and stream: a group
+ * never spans two files (a rotation or a container restart ends it).
  */
 export class ContainerDecoder {
   private format: ContainerFormat | undefined;
   private parse: ((line: string) => ContainerLineResult) | undefined;
   private readonly merger: PartialMerger;
+  private readonly grouper: MultilineGrouper | undefined;
+  /** The grouper's records, reused between lines. */
+  private readonly grouped: MultilineRecord[] = [];
   readonly resource: Attributes;
   private readonly path: string;
   private readonly streamAttributes: Record<'stdout' | 'stderr', Attributes>;
@@ -46,8 +51,11 @@ export class ContainerDecoder {
     resource: Attributes;
     path: string;
     events: DecoderEvents;
+    /** Group stack traces after P/F joining (off when absent). */
+    multiline?: MultilineOptions;
   }) {
     this.merger = new PartialMerger({ maxBytes: opts.maxLineBytes });
+    if (opts.multiline !== undefined) this.grouper = new MultilineGrouper(opts.multiline);
     this.maxLineBytes = opts.maxLineBytes;
     this.resource = opts.resource;
     this.path = opts.path;
@@ -64,13 +72,37 @@ export class ContainerDecoder {
     this.parse = format === 'cri' ? parseCriLine : parseDockerJsonLine;
   }
 
-  /** Earliest byte offset still held in a partial join: checkpoints must not pass it. */
+  /** Earliest byte offset still held in a partial join or a multiline group: checkpoints must not pass it. */
   heldFrom(): number | undefined {
-    return this.merger.earliestPendingOffset();
+    const joins = this.merger.earliestPendingOffset();
+    const groups = this.grouper?.earliestHeldOffset();
+    if (groups === undefined) return joins;
+    return joins === undefined || groups < joins ? groups : joins;
   }
 
+  /**
+   * Where each stream's held lines start (a join in progress, or a group's first line, whichever
+   * is earlier): a restart re-reads that stream from there and the other streams' lines it already
+   * sent are skipped. Every line of a stream after its held start is held too, so nothing that
+   * stream delivered lies beyond it.
+   */
   pendingStarts(): PendingStarts {
-    return this.merger.pendingStarts();
+    const joins = this.merger.pendingStarts();
+    if (this.grouper === undefined || this.grouper.heldCount() === 0) return joins;
+    const groups = this.grouper.heldStarts();
+    const starts: PendingStarts = {};
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const a = joins[stream];
+      const b = groups[stream];
+      const start = a === undefined ? b : b === undefined ? a : Math.min(a, b);
+      if (start !== undefined) starts[stream] = start;
+    }
+    return starts;
+  }
+
+  /** A multiline group is open on some stream (the source's timer flushes it when idle). */
+  get groupsHeld(): boolean {
+    return this.grouper !== undefined && this.grouper.heldCount() > 0;
   }
 
   /**
@@ -145,31 +177,84 @@ export class ContainerDecoder {
       this.events.truncated();
     }
     this.binaryPending ||= binary;
+    if (this.grouper === undefined) {
+      const joined = this.merger.push(parsed, lineStart);
+      if (joined !== undefined) out.push(this.record(joined, observed, truncated));
+      return;
+    }
+    // A joined line starts where its first P chunk did.
+    const start = this.merger.pendingCount() === 0 ? lineStart : (this.merger.pendingStarts()[parsed.stream] ?? lineStart);
     const joined = this.merger.push(parsed, lineStart);
-    if (joined !== undefined) out.push(this.record(joined, observed, truncated));
+    if (joined !== undefined) this.group(joined, start, observed, out, truncated);
   }
 
-  /** Emit pending partial joins: all of them, or those idle longer than `idleMs`. */
+  /** Emit pending partial joins: all of them, or those idle longer than `idleMs`. All: the file is finished, so groups end too. */
   flush(observed: string, out: LogRecord[], idleMs?: number, now = Date.now()): void {
+    const grouper = this.grouper;
+    if (grouper === undefined) {
+      const joins = idleMs === undefined ? this.merger.flush() : this.merger.flushIdle(now, idleMs);
+      for (const j of joins) out.push(this.record(j, observed, false));
+      return;
+    }
+    const starts = this.merger.pendingStarts();
     const joins = idleMs === undefined ? this.merger.flush() : this.merger.flushIdle(now, idleMs);
-    for (const j of joins) out.push(this.record(j, observed, false));
+    for (const j of joins) this.group(j, starts[j.stream]!, observed, out, false);
+    if (idleMs === undefined) this.groupRecords(grouper.flushAll('end_of_file'), observed, out);
+  }
+
+  /**
+   * Emit multiline groups idle for `idleMs` (the source's timer), or all of them (`idleMs`
+   * undefined: the source stops; joins in progress stay held for the next start).
+   */
+  flushGroups(observed: string, out: LogRecord[], idleMs?: number, now = Date.now()): void {
+    const grouper = this.grouper;
+    if (grouper === undefined) return;
+    this.groupRecords(idleMs === undefined ? grouper.flushAll('shutdown') : grouper.flush(idleMs, now), observed, out);
+  }
+
+  private group(j: JoinedLine, offset: number, observed: string, out: LogRecord[], truncated: boolean): void {
+    const grouped = this.grouped;
+    this.grouper!.push(
+      { stream: j.stream, time: j.time, content: this.text(j), offset, truncated: j.truncated || truncated, incomplete: j.incomplete },
+      grouped,
+    );
+    if (j.truncated && !truncated) this.events.truncated();
+    this.groupRecords(grouped, observed, out);
+    grouped.length = 0;
+  }
+
+  private groupRecords(records: MultilineRecord[], observed: string, out: LogRecord[]): void {
+    for (const r of records) {
+      out.push({
+        timestamp: r.time,
+        observedTimestamp: observed,
+        body: r.content,
+        attributes: this.attributes(r.stream, r.incomplete === true, r.truncated),
+        resource: this.resource,
+      });
+    }
+  }
+
+  private text(j: JoinedLine): string {
+    if (!this.binaryPending) return j.content;
+    // Other streams may still hold binary chunks: keep converting until nothing is pending.
+    this.binaryPending = this.merger.pendingCount() > 0;
+    return utf8FromBinary(j.content);
+  }
+
+  private attributes(stream: 'stdout' | 'stderr', incomplete: boolean, truncated: boolean): Attributes {
+    const attributes = this.streamAttributes[stream];
+    if (!incomplete && !truncated) return attributes;
+    const marked: Record<string, AttributeValue> = { ...attributes };
+    if (incomplete) marked['kta.log.incomplete'] = true;
+    if (truncated) marked['kta.log.truncated'] = true;
+    return marked;
   }
 
   private record(j: JoinedLine, observed: string, truncated: boolean): LogRecord {
-    let body = j.content;
-    if (this.binaryPending) {
-      body = utf8FromBinary(body);
-      // Other streams may still hold binary chunks: keep converting until nothing is pending.
-      this.binaryPending = this.merger.pendingCount() > 0;
-    }
-    let attributes = this.streamAttributes[j.stream];
-    if (j.incomplete || j.truncated || truncated) {
-      if (j.truncated && !truncated) this.events.truncated();
-      const marked: Record<string, AttributeValue> = { ...attributes };
-      if (j.incomplete) marked['kta.log.incomplete'] = true;
-      if (j.truncated || truncated) marked['kta.log.truncated'] = true;
-      attributes = marked;
-    }
+    const body = this.text(j);
+    if (j.truncated && !truncated) this.events.truncated();
+    const attributes = this.attributes(j.stream, j.incomplete, j.truncated || truncated);
     return { timestamp: j.time, observedTimestamp: observed, body, attributes, resource: this.resource };
   }
 

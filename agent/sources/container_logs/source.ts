@@ -4,6 +4,8 @@ import type { Attributes, LogRecord } from '../../record.ts';
 import { RateLimitedLog } from '../../log.ts';
 import type { Source, SourceContext } from '../source.ts';
 import { formatUnixMillis } from '../../../parsers/timestamp.ts';
+import { compileRegex } from '../../../parsers/regex_body.ts';
+import type { MultilineOptions } from '../../../parsers/multiline.ts';
 import type { ContainerLogsConfig } from './config.ts';
 import { CheckpointStore, type CheckpointState, type FileCheckpoint } from './checkpoint_store.ts';
 import { ContainerDecoder, DOCKER_PHYSICAL_LINE_CAP } from './container_decoder.ts';
@@ -81,6 +83,8 @@ export class ContainerLogsSource implements Source {
   private scanQueued = false;
   private readonly labels: { source: string };
   private readonly bytesRead: { inc(n: number): void };
+  /** Options of every file's grouper (each file gets its own); undefined when multiline is off. */
+  private readonly multiline: MultilineOptions | undefined;
 
   constructor(name: string, config: ContainerLogsConfig, ctx: SourceContext) {
     this.name = name;
@@ -89,6 +93,7 @@ export class ContainerLogsSource implements Source {
     this.labels = { source: name };
     this.bytesRead = ctx.metrics.sourceBytes.labels(this.labels);
     this.store = new CheckpointStore(ctx.dataDir, name);
+    this.multiline = this.multilineOptions();
     this.warnings = new RateLimitedLog(ctx.log);
     this.buf = Buffer.allocUnsafe(Math.max(config.read_chunk, config.max_line_bytes, DOCKER_PHYSICAL_LINE_CAP) + 1);
     this.watcher = new FolderWatcher(
@@ -115,6 +120,11 @@ export class ContainerLogsSource implements Source {
       setInterval(() => this.poll(), this.config.poll_interval),
       setInterval(() => this.saveCheckpoint(true), this.config.checkpoint_interval),
     );
+    if (this.config.multiline !== null) {
+      // Often enough that a group leaves within about a quarter of its timeout after going quiet.
+      const every = Math.min(1000, Math.max(20, Math.floor(this.config.multiline.timeout / 4)));
+      this.timers.push(setInterval(() => this.flushIdleGroups(), every));
+    }
     for (const t of this.timers) t.unref();
     this.started = true;
     this.ctx.log.info(`source ${this.name}: tailing ${this.files.size} files (${this.config.include.join(', ')})`);
@@ -130,7 +140,15 @@ export class ContainerLogsSource implements Source {
     this.wake?.();
     await this.loopDone;
     // P chunks still waiting for their F are not emitted: the checkpoint stays before them, so the
-    // next start (or the source that replaces this one on reload) joins them whole.
+    // next start (or the source that replaces this one on reload) joins them whole. Multiline groups
+    // are: a clean stop delivers what was logged, and the checkpoint moves past it once accepted.
+    const observed = formatUnixMillis(Date.now());
+    for (const file of this.files.values()) {
+      if (!file.decoder.groupsHeld) continue;
+      const out: LogRecord[] = [];
+      file.decoder.flushGroups(observed, out);
+      void this.emit(file, out, 0);
+    }
   }
 
   async settled(timeoutMs: number): Promise<boolean> {
@@ -265,12 +283,28 @@ export class ContainerLogsSource implements Source {
     return file;
   }
 
+  private multilineOptions(): MultilineOptions | undefined {
+    const ml = this.config.multiline;
+    if (ml === null) return undefined;
+    const groups = this.ctx.metrics.multilineGroups;
+    const source = this.name;
+    return {
+      mode: ml.mode,
+      // The schema checked it; compiled here once for every file's grouper.
+      startPattern: ml.start_pattern === undefined ? undefined : compileRegex(ml.start_pattern, `sources.${source}.multiline.start_pattern`),
+      maxLines: ml.max_lines,
+      maxBytes: ml.max_bytes,
+      onGroup: (reason) => groups.inc({ source, reason }),
+    };
+  }
+
   private decoderFor(path: string, resource: Attributes): ContainerDecoder {
     const { metrics } = this.ctx;
     const labels = this.labels;
     return new ContainerDecoder({
       format: this.config.format,
       maxLineBytes: this.config.max_line_bytes,
+      multiline: this.multiline,
       resource,
       path,
       events: {
@@ -455,6 +489,20 @@ export class ContainerLogsSource implements Source {
   }
 
   // --- periodic work -----------------------------------------------------------------------
+
+  /** A group whose stream went quiet is emitted by this timer, not by the next line (§5.3). */
+  private flushIdleGroups(): void {
+    if (this.stopping) return;
+    const timeout = this.config.multiline!.timeout;
+    const now = Date.now();
+    let observed: string | undefined;
+    for (const file of this.files.values()) {
+      if (!file.decoder.groupsHeld) continue;
+      const out: LogRecord[] = [];
+      file.decoder.flushGroups((observed ??= formatUnixMillis(now)), out, timeout, now);
+      if (out.length > 0) void this.emit(file, out, 0);
+    }
+  }
 
   private poll(): void {
     if (this.stopping) return;
