@@ -202,14 +202,17 @@ export class ContainerDecoder {
     if (idleMs === undefined) this.groupRecords(grouper.flushAll('end_of_file'), observed, out);
   }
 
+  /** Emit the multiline groups idle for `idleMs` (the source's timer). */
+  flushIdleGroups(observed: string, out: LogRecord[], idleMs: number, now = Date.now()): void {
+    if (this.grouper !== undefined) this.groupRecords(this.grouper.flush(idleMs, now), observed, out);
+  }
+
   /**
-   * Emit multiline groups idle for `idleMs` (the source's timer), or all of them (`idleMs`
-   * undefined: the source stops; joins in progress stay held for the next start).
+   * Emit every multiline group: the source stops, or the file's successor is about to be read.
+   * Joins in progress stay held (for the next start, or until the file is finished).
    */
-  flushGroups(observed: string, out: LogRecord[], idleMs?: number, now = Date.now()): void {
-    const grouper = this.grouper;
-    if (grouper === undefined) return;
-    this.groupRecords(idleMs === undefined ? grouper.flushAll('shutdown') : grouper.flush(idleMs, now), observed, out);
+  flushGroups(observed: string, out: LogRecord[], reason: 'end_of_file' | 'shutdown'): void {
+    if (this.grouper !== undefined) this.groupRecords(this.grouper.flushAll(reason), observed, out);
   }
 
   private group(j: JoinedLine, offset: number, observed: string, out: LogRecord[], truncated: boolean): void {

@@ -145,10 +145,14 @@ export class ContainerLogsSource implements Source {
     const observed = formatUnixMillis(Date.now());
     for (const file of this.files.values()) {
       if (!file.decoder.groupsHeld) continue;
-      const out: LogRecord[] = [];
-      file.decoder.flushGroups(observed, out);
-      void this.emit(file, out, 0);
+      this.flushGroups(file, observed, 'shutdown');
     }
+  }
+
+  private flushGroups(file: TailedFile, observed: string, reason: 'end_of_file' | 'shutdown'): void {
+    const out: LogRecord[] = [];
+    file.decoder.flushGroups(observed, out, reason);
+    void this.emit(file, out, 0);
   }
 
   async settled(timeoutMs: number): Promise<boolean> {
@@ -431,6 +435,8 @@ export class ContainerLogsSource implements Source {
         if (pred.fd === undefined && !this.files.has(pred.key)) file.predecessor = undefined;
         else continue; // picked up again when the predecessor is drained
       }
+      // The drained predecessor's last trace goes out before its successor's first lines.
+      if (pred && !pred.finished && pred.decoder.groupsHeld) this.flushGroups(pred, formatUnixMillis(Date.now()), 'end_of_file');
       if (file.fd === undefined && !(this.makeRoom(file) && this.reopen(file))) continue;
       return file;
     }
@@ -499,7 +505,7 @@ export class ContainerLogsSource implements Source {
     for (const file of this.files.values()) {
       if (!file.decoder.groupsHeld) continue;
       const out: LogRecord[] = [];
-      file.decoder.flushGroups((observed ??= formatUnixMillis(now)), out, timeout, now);
+      file.decoder.flushIdleGroups((observed ??= formatUnixMillis(now)), out, timeout, now);
       if (out.length > 0) void this.emit(file, out, 0);
     }
   }
