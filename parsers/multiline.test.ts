@@ -570,3 +570,39 @@ describe('after P/F joining', () => {
     ]);
   });
 });
+
+describe('what closed each group, and lines flushed without their F', () => {
+  it('onGroup is told the reason of every group emitted, never of lines passed straight through', () => {
+    const reasons: string[] = [];
+    const f = new Feed({ mode: 'start_pattern', startPattern: /^BEGIN/, maxLines: 3, maxBytes: 40, onGroup: (reason, lines) => reasons.push(`${reason}:${lines}`) });
+    f.pushAll('stdout', ['before', 'BEGIN a', ' 1', 'BEGIN b', ' 1', ' 2', ' 3', 'BEGIN c ' + 'x'.repeat(30), ' a line that no longer fits']);
+    f.push('stderr', 'BEGIN quiet', T0 + 10);
+    // ' 3' continues b's pattern group after the cut, alone, until `BEGIN c` closes it; c does not
+    // fit with the next line in 40 bytes.
+    expect(reasons).toEqual(['complete:2', 'max_lines:3', 'complete:1', 'max_bytes:1']);
+    expect(f.out.filter((r) => r.lines === 1).map((r) => r.content)).toEqual(['before', ' 3', 'BEGIN c ' + 'x'.repeat(30)]);
+    expect(f.grouper.flush(1000, T0 + 500)).toEqual([]);
+    expect(f.grouper.flush(1000, T0 + 2000).map((r) => r.content)).toEqual([' a line that no longer fits', 'BEGIN quiet']);
+    expect(reasons.slice(4)).toEqual(['timeout:1', 'timeout:1']);
+    f.push('stdout', 'BEGIN last');
+    f.grouper.flushAll('shutdown');
+    f.push('stdout', 'BEGIN file end');
+    f.grouper.flushAll();
+    expect(reasons.slice(6)).toEqual(['shutdown:1', 'end_of_file:1']);
+  });
+
+  it('a group holding a line flushed without its F is marked incomplete; its neighbours are not', () => {
+    const g = new MultilineGrouper({ mode: 'start_pattern', startPattern: /^BEGIN/ });
+    const out: MultilineRecord[] = [];
+    const line = (content: string, offset: number, incomplete = false): MultilineLine => ({ stream: 'stdout', time: timeOf(offset), content, offset, incomplete });
+    g.push(line('BEGIN one', 0), out);
+    g.push(line(' cut short', 1, true), out);
+    g.push(line('BEGIN two', 2), out);
+    g.push(line(' whole', 3), out);
+    out.push(...g.flushAll());
+    expect(out.map((r) => [r.content, r.incomplete])).toEqual([
+      ['BEGIN one\n cut short', true],
+      ['BEGIN two\n whole', undefined],
+    ]);
+  });
+});
