@@ -1,8 +1,9 @@
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent } from '../agent/agent.ts';
 import { parseConfig } from '../agent/config/load.ts';
+import type { AgentConfig } from '../agent/config/schema.ts';
 import { createLogger } from '../agent/log.ts';
 import { AgentHarness, NodeTree, agentConfigYaml, criLine, criTime, requireNode24, type OutRecord, type Scalar } from './helpers/agent_harness.ts';
 
@@ -34,10 +35,15 @@ class MultilineHarness extends AgentHarness {
     this.extra = opts.source ?? {};
   }
 
+  /** The harness's config with `multiline` set to this YAML value. */
+  config(multiline = this.multiline): AgentConfig {
+    const yaml = agentConfigYaml(this.tree, { source: this.extra }).replace(/^( {4}include: .*\n)/m, `$1    multiline: ${multiline}\n`);
+    return parseConfig(yaml, 'multiline.yaml', {});
+  }
+
   override async start(): Promise<this> {
     requireNode24();
-    const yaml = agentConfigYaml(this.tree, { source: this.extra }).replace(/^( {4}include: .*\n)/m, `$1    multiline: ${this.multiline}\n`);
-    this.agent = new Agent(parseConfig(yaml, 'multiline.yaml', {}), createLogger('debug', (line) => this.logs.push(line)));
+    this.agent = new Agent(this.config(), createLogger('debug', (line) => this.logs.push(line)));
     await this.agent.start();
     return this;
   }
@@ -248,6 +254,18 @@ describe('multiline bad input', () => {
     // Every line exactly once, in order.
     expect(bodies.join('\n')).toBe([...before, ...after].join('\n'));
     expect(await h.metric('telemetry_agent_multiline_groups_total', { source: 'containers', reason: 'end_of_file' })).toBe(1);
+  }, 30_000);
+
+  it('a reload that changes the source delivers its held group once; the new source resumes after it', async () => {
+    const h = harness('{ mode: auto, timeout: 1h }');
+    const file = h.tree.container({ content: asCri(interleave(['booting', ...GO], [])) });
+    await h.start();
+    await h.waitForLines(1);
+    await h.agent!.reload(h.config('{ mode: auto, timeout: 2h }'));
+    appendFileSync(file.logPath, criLine('after reload', { time: criTime(999) }));
+    await h.waitForBody('after reload');
+    await h.stop();
+    expect(h.records().map((r) => r.body)).toEqual(['booting', GO.join('\n'), 'after reload']);
   }, 30_000);
 
   it('a clean stop delivers a held group (the source flushes it) and the checkpoint moves past it', async () => {

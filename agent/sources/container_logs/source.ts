@@ -72,6 +72,8 @@ export class ContainerLogsSource implements Source {
 
   private readonly buf: Buffer;
   private unackedBytes = 0;
+  /** Batches emitted and not yet accepted; some carry no bytes (flushed groups and joins). */
+  private unackedBatches = 0;
   private startedAt = Date.now();
   private ackedSinceSave = 0;
   private checkpointDirty = false;
@@ -157,7 +159,7 @@ export class ContainerLogsSource implements Source {
 
   async settled(timeoutMs: number): Promise<boolean> {
     const until = Date.now() + timeoutMs;
-    while (this.unackedBytes > 0) {
+    while (this.unackedBatches > 0) {
       if (Date.now() >= until) return false;
       await new Promise((r) => setTimeout(r, 10));
     }
@@ -483,9 +485,11 @@ export class ContainerLogsSource implements Source {
       return Promise.resolve();
     }
     this.unackedBytes += bytes;
+    this.unackedBatches++;
     return this.ctx.emitter.emit(records, bytes, () => {
       accepted();
       this.unackedBytes -= bytes;
+      this.unackedBatches--;
       this.checkpointDirty = true;
       // Saved before the output takes its next batch, so a crash repeats at most this much.
       this.ackedSinceSave += bytes;
