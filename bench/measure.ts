@@ -250,6 +250,39 @@ export function linesPerCpuSecond(m: Measurement): number {
   return m.cpuSeconds > 0 ? m.lines / m.cpuSeconds : NaN;
 }
 
+/** A scenario's integer knob from the environment (`BENCH_MIB`…), `fallback` when unset. */
+export function intEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+/**
+ * Runs one program `repeat` times (BENCH_REPEAT) and returns the median run by lines per
+ * CPU-second, the spread in its notes. Throws the first failed run's error.
+ */
+export async function medianRun(name: string, repeat: number, log: (m: string) => void, run: (i: number) => Promise<Measurement>): Promise<Measurement> {
+  const runs: Measurement[] = [];
+  for (let i = 1; i <= repeat; i++) {
+    log(`running ${name}${repeat > 1 ? ` (${i}/${repeat})` : ''}...`);
+    const m = await run(i);
+    runs.push(m);
+    log(`  ${name}: ${m.lines} lines in ${m.wallSeconds.toFixed(2)} s wall, ${m.cpuSeconds.toFixed(2)} s CPU, peak RSS ${(m.peakRssBytes / MiB).toFixed(1)} MiB`);
+  }
+  runs.sort((a, b) => linesPerCpuSecond(a) - linesPerCpuSecond(b));
+  const median = runs[Math.floor(runs.length / 2)]!;
+  if (runs.length > 1) {
+    const rss = runs.map((r) => r.peakRssBytes / MiB);
+    median.notes = [
+      ...(median.notes ?? []),
+      `median of ${runs.length} runs; lines/CPU-s ${Math.round(linesPerCpuSecond(runs[0]!))}..${Math.round(linesPerCpuSecond(runs[runs.length - 1]!))}, peak RSS ${Math.min(...rss).toFixed(1)}..${Math.max(...rss).toFixed(1)} MiB`,
+    ];
+  }
+  return median;
+}
+
 /**
  * The throughput table: one row per measurement, with the ratio of lines per CPU-second to each
  * of `baselines` (names of rows in `measurements`).

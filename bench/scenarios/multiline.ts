@@ -20,7 +20,9 @@ import {
   MiB,
   countLines,
   freePort,
+  intEnv,
   linesPerCpuSecond,
+  medianRun,
   runReportingChild,
   throughputTable,
   warmPageCache,
@@ -35,14 +37,6 @@ const RUNS = ['raw', 'plain', 'multiline'] as const;
 /** multiline auto should cost at most this much of the plain path's lines per CPU-second. */
 const PLAIN_RATIO_TARGET = 0.8;
 
-function intEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
-  return n;
-}
-
 export const multilineCost: Scenario = {
   name: 'multiline',
   description: 'CRI logs with stack traces -> NDJSON file: the agent with multiline auto vs without',
@@ -50,13 +44,13 @@ export const multilineCost: Scenario = {
   async run(ctx: ScenarioContext): Promise<ScenarioOutcome> {
     const env = ctx.env;
     const params = {
-      mib: intEnv(env, 'BENCH_MIB', 128),
-      files: intEnv(env, 'BENCH_FILES', 20),
+      mib: Math.max(1, intEnv(env, 'BENCH_MIB', 128)),
+      files: Math.max(1, intEnv(env, 'BENCH_FILES', 20)),
       seed: intEnv(env, 'BENCH_SEED', 1),
-      traceEvery: intEnv(env, 'BENCH_TRACE_EVERY', 100),
+      traceEvery: Math.max(1, intEnv(env, 'BENCH_TRACE_EVERY', 100)),
     };
     const only = new Set((env.BENCH_ONLY ?? RUNS.join(',')).split(',').map((s) => s.trim()));
-    const repeat = intEnv(env, 'BENCH_REPEAT', 1);
+    const repeat = Math.max(1, intEnv(env, 'BENCH_REPEAT', 1));
     const timeoutMs = intEnv(env, 'BENCH_AGENT_TIMEOUT_S', 60 + params.mib) * 1000;
 
     const corpus = ensureMultilineCorpus(ctx.dataDir, params);
@@ -69,18 +63,11 @@ export const multilineCost: Scenario = {
 
     const measure = async (name: string, fn: (i: number) => Promise<Measurement>) => {
       if (!only.has(name)) return;
-      const runs: Measurement[] = [];
-      for (let i = 1; i <= repeat; i++) {
-        ctx.log(`running ${name}${repeat > 1 ? ` (${i}/${repeat})` : ''}...`);
-        try {
-          runs.push(await fn(i));
-        } catch (err) {
-          errors.push(`${name} run failed: ${(err as Error).message}`);
-          return;
-        }
+      try {
+        measurements.push(await medianRun(name, repeat, ctx.log, fn));
+      } catch (err) {
+        errors.push(`${name} run failed: ${(err as Error).message}`);
       }
-      runs.sort((a, b) => linesPerCpuSecond(a) - linesPerCpuSecond(b));
-      measurements.push(runs[Math.floor(runs.length / 2)]!);
     };
 
     const agent = (name: string, multiline: Record<string, unknown> | null, records: number) => async (i: number) => {
