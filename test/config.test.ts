@@ -56,9 +56,10 @@ describe('parseConfig: defaults', () => {
       exclude: [],
       read_from: 'beginning',
       format: 'auto',
+      multiline: null,
     });
     const knobs = ['max_line_bytes', 'glob_interval', 'poll_interval', 'partial_timeout', 'rotate_wait', 'checkpoint_interval', 'read_chunk', 'max_open_files', 'max_unacked_bytes'] as const;
-    expect(Object.keys(src).sort()).toEqual(['type', 'include', 'exclude', 'read_from', 'format', ...knobs].sort());
+    expect(Object.keys(src).sort()).toEqual(['type', 'include', 'exclude', 'read_from', 'format', 'multiline', ...knobs].sort());
     for (const k of knobs) {
       expect(Number.isSafeInteger(src[k]), k).toBe(true);
       expect(src[k], k).toBeGreaterThan(0);
