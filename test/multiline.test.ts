@@ -190,8 +190,8 @@ describe('multiline bad input', () => {
     const a = h.tree.container({ pod: 'short', content: asCri(interleave(short, [])) });
     const b = h.tree.container({ pod: 'long', content: asDocker(interleave(long, [])) });
     await h.start();
-    await h.waitForMetric('telemetry_agent_multiline_groups_total', { source: 'containers', reason: 'timeout' }, 2);
-    const records = h.records();
+    // 3 records of the short group, 7 of the long one; the last of each only after the timeout.
+    const records = await h.waitForLines(10);
     const of = (path: string) => records.filter((r) => r.attributes['log.file.path'] === path).map((r) => r.body as string);
     // Short: 10 + 10 + 6 (the rest, by the timeout); every line once, in order.
     expect(of(a.logPath).map((body) => body.split('\n').length)).toEqual([10, 10, 6]);
