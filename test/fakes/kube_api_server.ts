@@ -51,6 +51,11 @@ export const RESOURCE_TYPES: Record<string, ResourceType> = {
   daemonsets: { group: 'apps', version: 'v1', kind: 'DaemonSet', namespaced: true },
   jobs: { group: 'batch', version: 'v1', kind: 'Job', namespaced: true },
   cronjobs: { group: 'batch', version: 'v1', kind: 'CronJob', namespaced: true },
+  // storage, for the cluster signal trackers (agent/cluster/)
+  persistentvolumeclaims: { group: '', version: 'v1', kind: 'PersistentVolumeClaim', namespaced: true },
+  persistentvolumes: { group: '', version: 'v1', kind: 'PersistentVolume', namespaced: false },
+  storageclasses: { group: 'storage.k8s.io', version: 'v1', kind: 'StorageClass', namespaced: false },
+  volumeattachments: { group: 'storage.k8s.io', version: 'v1', kind: 'VolumeAttachment', namespaced: false },
 };
 
 export interface FakeMeta {
