@@ -26,7 +26,8 @@ import { VolumeAttachTracker, type VolumeAttachment } from './volume_attach_trac
  */
 
 export interface Worker {
-  start(): void;
+  /** Resolves once the watches run and the trackers take events (not when they are synced). */
+  start(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -114,7 +115,7 @@ export class ClusterSignals {
     let running: Promise<Watched[]> | undefined;
     let timer: NodeJS.Timeout | undefined;
     return {
-      start: () => {
+      start: async () => {
         running ??= (async () => {
           const conn = await this.ctx.kube.connection().catch((e: unknown) => {
             this.ctx.log.warn(`cluster signals (${role}): ${e instanceof Error ? e.message : String(e)}`);
@@ -130,6 +131,7 @@ export class ClusterSignals {
           timer.unref();
           return list;
         })();
+        await running;
       },
       stop: async () => {
         if (!running) return;

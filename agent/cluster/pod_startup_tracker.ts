@@ -262,8 +262,9 @@ function boundaries(pod: Pod): Boundaries {
   return { scheduled, prepared, initEnd, lastStarted };
 }
 
+/** Events of a stage: after its start, up to and including its end (an event at a boundary ends the stage before). */
 function within(events: SpanPoint[], from: number, to: number): SpanPoint[] {
-  return events.filter((e) => e.timeMs >= from && e.timeMs <= to);
+  return events.filter((e) => e.timeMs > from && e.timeMs <= to);
 }
 
 function baselineRestarts(pod: Pod, fresh: boolean): Map<string, number> {
