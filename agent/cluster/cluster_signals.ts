@@ -86,6 +86,11 @@ export class ClusterSignals {
     return this.config.trackers.includes(t);
   }
 
+  /** Resolves when every watch started so far has completed its first LIST. */
+  async whenSynced(): Promise<void> {
+    await Promise.all([...this.watches.values()].map((w) => w.whenSynced()));
+  }
+
   /** The running watch of `resource` has seen `resourceVersion` (or a later one): for tests and diagnostics. */
   seen(resource: string, resourceVersion: string): boolean {
     const rv = this.watches.get(resource)?.resourceVersion;

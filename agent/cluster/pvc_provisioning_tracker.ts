@@ -146,6 +146,7 @@ export class PvcProvisioningTracker implements EventSink {
     if (ev.regarding.kind !== 'PersistentVolumeClaim' || !ev.regarding.uid) return;
     const claim = this.claims.get(ev.regarding.uid);
     if (!claim || claim.done) return;
+    if (this.classes.get(claim.storageClass)?.volumeBindingMode === 'WaitForFirstConsumer') claim.waitedForConsumer = true;
     switch (ev.reason) {
       case 'WaitForFirstConsumer':
       case 'WaitForPodScheduled':

@@ -58,6 +58,7 @@ export class ClusterReplay {
     });
     this.incarnations.push({ signals, metrics, kube });
     await Promise.all([signals.nodeLocal.start(), signals.leaderOnly.start()]);
+    await signals.whenSynced();
   }
 
   /** The agent stops (spans in flight are flushed, as on SIGTERM) and a new one starts now. */
