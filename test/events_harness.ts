@@ -7,6 +7,7 @@ import { SelfMetrics } from '../agent/metrics.ts';
 import type { LogRecord } from '../agent/record.ts';
 import { kubernetesEventsConfig } from '../agent/sources/kubernetes_events/config.ts';
 import { KubernetesEventsSource } from '../agent/sources/kubernetes_events/source.ts';
+import { waitFor } from './helpers/child_agent.ts';
 import { FakeKubeApiServer, writeKubeconfig, type FakeKubeApiServerOptions } from './fakes/kube_api_server.ts';
 
 /** One in-process agent reduced to the kubernetes_events source: its own metrics registry, API connection and record sink. */
@@ -75,6 +76,11 @@ export class EventsHarness {
     return a;
   }
 
+  /** Resolves once an events watch is open (what is created after this is counted). */
+  watching(path = '/apis/events.k8s.io/v1/events'): Promise<unknown> {
+    return waitFor('an events watch', () => this.api.requests.some((r) => r.verb === 'watch' && r.path === path && r.status === 200), 10_000, 20);
+  }
+
   async close(): Promise<void> {
     await this.api.close();
     rmSync(this.dir, { recursive: true, force: true });
@@ -98,6 +104,6 @@ export async function series(metrics: SelfMetrics, name: string): Promise<string
   const { values } = await m.get();
   return values
     .filter((v) => !('metricName' in v) || v.metricName === name)
-    .map((v) => `${Object.entries(v.labels).map(([k, x]) => `${k}=${x}`).join(',')} ${v.value}`)
+    .map((v) => `${Object.entries(v.labels).sort(([x], [y]) => (x < y ? -1 : 1)).map(([k, x]) => `${k}=${x}`).join(',')} ${v.value}`)
     .sort();
 }

@@ -27,6 +27,8 @@ export interface LeaderElectionOptions {
   log: Logger;
   /** Called with 1 / 0 as leadership starts and ends (telemetry_agent_leader). */
   setGauge?: (value: number) => void;
+  /** Annotations written with every renewal (and the release): state a successor needs, e.g. a high-water mark. */
+  annotations?: () => Record<string, string>;
   now?: () => number;
 }
 
@@ -41,7 +43,7 @@ interface LeaseSpec {
 interface Lease {
   apiVersion?: string;
   kind?: string;
-  metadata: { name: string; namespace?: string; resourceVersion?: string; uid?: string };
+  metadata: { name: string; namespace?: string; resourceVersion?: string; uid?: string; annotations?: Record<string, string> };
   spec?: LeaseSpec;
 }
 
@@ -58,11 +60,16 @@ export class LeaderElector implements Leadership {
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /**
+   * Set when this agent won a Lease last held (or released) by another identity: that holder and the
+   * annotations it last wrote. undefined after creating the Lease or renewing its own.
+   */
+  takenOverFrom: { holder: string; annotations: Record<string, string> } | undefined;
 
   constructor(options: LeaderElectionOptions) {
     if (!(options.renewDeadlineMs < options.leaseDurationMs)) throw new Error('renew_deadline must be shorter than lease_duration');
     if (!(options.retryPeriodMs < options.renewDeadlineMs)) throw new Error('retry_period must be shorter than renew_deadline');
-    this.o = { setGauge: () => {}, now: Date.now, ...options };
+    this.o = { setGauge: () => {}, annotations: () => ({}), now: Date.now, ...options };
   }
 
   get isLeader(): boolean {
@@ -140,7 +147,11 @@ export class LeaderElector implements Leadership {
     const got = await this.call('GET', this.path());
     if (got.status === 404) {
       const created = await this.call('POST', this.collection(), this.lease(undefined, now, 0, now));
-      return created.status === 201 || created.status === 200 ? 'won' : created.status === 409 ? 'lost' : 'failed';
+      if (created.status === 201 || created.status === 200) {
+        this.takenOverFrom = undefined;
+        return 'won';
+      }
+      return created.status === 409 ? 'lost' : 'failed';
     }
     if (got.status !== 200) return 'failed';
     const lease = got.body as Lease;
@@ -156,6 +167,7 @@ export class LeaderElector implements Leadership {
     const put = await this.call('PUT', this.path(), this.lease(lease.metadata.resourceVersion, acquire, transitions, now));
     if (put.status === 200) {
       this.observed = undefined;
+      if (!mine) this.takenOverFrom = { holder, annotations: lease.metadata.annotations ?? {} };
       return 'won';
     }
     return put.status === 409 ? 'lost' : 'failed';
@@ -169,7 +181,12 @@ export class LeaderElector implements Leadership {
     const body: Lease = {
       apiVersion: 'coordination.k8s.io/v1',
       kind: 'Lease',
-      metadata: { name: this.o.name, namespace: this.o.namespace, resourceVersion: lease.metadata.resourceVersion },
+      metadata: {
+        name: this.o.name,
+        namespace: this.o.namespace,
+        resourceVersion: lease.metadata.resourceVersion,
+        annotations: { ...lease.metadata.annotations, ...this.o.annotations() },
+      },
       spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: micro(this.o.now()) },
     };
     const put = await this.call('PUT', this.path(), body);
@@ -180,7 +197,7 @@ export class LeaderElector implements Leadership {
     return {
       apiVersion: 'coordination.k8s.io/v1',
       kind: 'Lease',
-      metadata: { name: this.o.name, namespace: this.o.namespace, ...(resourceVersion ? { resourceVersion } : {}) },
+      metadata: { name: this.o.name, namespace: this.o.namespace, annotations: this.o.annotations(), ...(resourceVersion ? { resourceVersion } : {}) },
       spec: {
         holderIdentity: this.o.identity,
         leaseDurationSeconds: Math.max(1, Math.round(this.o.leaseDurationMs / 1000)),

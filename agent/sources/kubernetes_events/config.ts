@@ -67,5 +67,9 @@ export const kubernetesEventsConfig = z.strictObject({
   /** Event log records waiting for the outputs; beyond it they are dropped and counted. */
   max_pending_records: z.number().int().min(1).default(10_000),
   rules: z.array(eventRule).default([]),
+}).superRefine((c, ctx) => {
+  // client-go's rules: a leader must give up before others may take over, and retry within its deadline
+  if (c.renew_deadline >= c.lease_duration) ctx.addIssue({ code: 'custom', path: ['renew_deadline'], message: 'must be shorter than lease_duration' });
+  if (c.retry_period >= c.renew_deadline) ctx.addIssue({ code: 'custom', path: ['retry_period'], message: 'must be shorter than renew_deadline' });
 });
 export type KubernetesEventsConfig = z.infer<typeof kubernetesEventsConfig>;

@@ -59,6 +59,22 @@ export class EventCounter {
     return this.tombstones.size;
   }
 
+  /** The latest `last_seen` counted (epoch ms). */
+  get highWater(): number {
+    return this.highWaterMs;
+  }
+
+  /**
+   * Another agent led since this state was saved (a Lease takeover): what it counted is unknown here,
+   * so the remembered counts are dropped (growth of those Events is not counted: an undercount, never
+   * a double count) and only Events first seen at or after its high-water mark count as new.
+   */
+  handOver(highWaterMs: number): void {
+    this.seen.clear();
+    this.highWaterMs = Math.min(Math.max(this.highWaterMs, highWaterMs), this.o.now());
+    this.resumed = true;
+  }
+
   restore(state: CounterState): void {
     this.highWaterMs = Math.min(state.highWaterMs, this.o.now());
     for (const [uid, key, occurrences] of state.seen) this.remember(uid, key, occurrences);
@@ -87,12 +103,11 @@ export class EventCounter {
       this.remember(e.uid, keyOf(e), e.occurrences);
       return 0;
     }
-    // Unknown uid after a gap: new only if it happened while nobody watched.
-    if (e.lastSeenMs < this.highWaterMs) {
-      this.remember(e.uid, keyOf(e), e.occurrences);
-      return 0;
-    }
-    return this.added(e);
+    // Unknown uid after a gap: new only if it began while nobody watched (or was re-created by its
+    // recorder); one that began earlier was seen by whoever watched then.
+    if (this.tombstones.has(keyOf(e)) || e.firstSeenMs >= this.highWaterMs) return this.added(e);
+    this.remember(e.uid, keyOf(e), e.occurrences);
+    return 0;
   }
 
   /** A watch ADDED (or MODIFIED of a uid not remembered): §4 step 2. */
@@ -143,7 +158,8 @@ export class EventCounter {
   }
 
   private mark(e: NormalizedEvent, delta: number): void {
-    if (delta > 0 && e.lastSeenMs > this.highWaterMs) this.highWaterMs = Math.min(e.lastSeenMs, this.o.now());
+    // capped at the current whole second: later Events carry whole-second times at or after it
+    if (delta > 0 && e.lastSeenMs > this.highWaterMs) this.highWaterMs = Math.min(e.lastSeenMs, wholeSecond(this.o.now()));
   }
 
   private remember(uid: string, key: string, occurrences: number): void {
@@ -159,6 +175,10 @@ export class EventCounter {
       this.tombstones.delete(key);
     }
   }
+}
+
+function wholeSecond(ms: number): number {
+  return ms - (ms % 1000);
 }
 
 function keyOf(e: NormalizedEvent): string {

@@ -16,6 +16,8 @@ import { EventCounter } from './event_counter.ts';
 import { normalizeEvent, type NormalizedEvent } from './normalize.ts';
 
 const EMIT_BATCH = 500;
+/** On the Lease: the leader's high-water mark (epoch ms), for a successor that has no checkpoint of its own. */
+export const HIGH_WATER_ANNOTATION = 'telemetry-agent.io/events-high-water';
 
 /**
  * Source `kubernetes_events`: the cluster's Events, counted once cluster-wide.
@@ -125,6 +127,7 @@ export class KubernetesEventsSource implements Source {
         retryPeriodMs: this.config.retry_period,
         log: this.ctx.log,
         setGauge: (v) => this.ctx.metrics.leader.set(v),
+        annotations: () => ({ [HIGH_WATER_ANNOTATION]: String(this.counter.highWater) }),
       });
       this.elector = elector;
       this.leadership = elector;
@@ -167,6 +170,15 @@ export class KubernetesEventsSource implements Source {
 
   private async lead(): Promise<void> {
     if (this.stopping || this.watch || !this.connection) return;
+    const from = this.elector?.takenOverFrom;
+    if (from) {
+      const hw = Number(from.annotations[HIGH_WATER_ANNOTATION]);
+      // a later mark than ours: another agent counted after our checkpoint was written
+      if (Number.isFinite(hw) && hw > this.counter.highWater) {
+        this.counter.handOver(hw);
+        this.ctx.log.info(`source ${this.name}: took over from ${from.holder || 'a released lease'}, counting events first seen from ${new Date(hw).toISOString()}`);
+      }
+    }
     const path = await this.eventsPath(this.connection);
     this.ctx.log.info(`source ${this.name}: watching cluster events at ${path}`);
     const watch = new ListWatch<NormalizedEvent>(
