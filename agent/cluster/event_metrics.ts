@@ -126,7 +126,9 @@ export class EventMetrics implements EventSink {
         break;
       }
       case 'FailedScheduling':
-        if (o.regarding.kind === 'Pod') this.track(this.failedScheduling(o));
+        // once per pod: on the Event's first occurrence (so a restart or a new leader seeing its
+        // series grow does not count the pod again), and once per process for re-created Events
+        if (o.regarding.kind === 'Pod' && o.occurrences === o.delta) this.track(this.failedScheduling(o));
         break;
       case 'ProvisioningFailed':
         if (o.regarding.kind === 'PersistentVolumeClaim') this.track(this.provisioningFailed(o, component));
@@ -221,7 +223,7 @@ export class EventMetrics implements EventSink {
 
 /** The first Go duration of a `Successfully pulled image "x" in 1.2s (…)` message, in seconds. */
 export function pulledSeconds(note: string): number | undefined {
-  const m = /^Successfully pulled image .* in ((?:\d+(?:\.\d+)?(?:h|m|s|ms|µs|us|ns))+)/.exec(note);
+  const m = /^Successfully pulled image .* in ((?:\d+(?:\.\d+)?(?:ms|µs|us|ns|h|m|s))+)/.exec(note);
   if (!m) return undefined;
   let total = 0;
   const units: Record<string, number> = { h: 3600, m: 60, s: 1, ms: 1e-3, µs: 1e-6, us: 1e-6, ns: 1e-9 };

@@ -94,6 +94,16 @@ export class KubernetesEventsSource implements Source {
     return this.counter.tracked;
   }
 
+  /** The resourceVersion the events watch has reached (undefined while not leading). */
+  get resourceVersion(): string | undefined {
+    return this.watch?.resourceVersion;
+  }
+
+  /** Resolves when every occurrence delivered so far has reached the metrics (object lookups included). */
+  metricsSettled(): Promise<void> {
+    return this.metrics.settled();
+  }
+
   /** Log records waiting for the outputs (bounded by max_pending_records). */
   get pendingRecords(): number {
     let n = this.queue.length;
