@@ -9,8 +9,12 @@ export type TrackerName = (typeof TRACKERS)[number];
 export const clusterSignalsConfig = z.strictObject({
   /** Trackers to run; pod_startup runs on every agent (its node's pods), the others on the leader only. */
   trackers: z.array(z.enum(TRACKERS)).default([...TRACKERS]),
-  /** Export spans over OTLP/HTTP (OTEL_EXPORTER_OTLP_* variables); OTEL_SDK_DISABLED=true also turns them off. */
-  spans: z.boolean().default(true),
+  /**
+   * Export spans over OTLP/HTTP (OTEL_EXPORTER_OTLP_* variables). `auto`: when OTEL_EXPORTER_OTLP_ENDPOINT
+   * or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set; `true`: always (default endpoint http://localhost:4318).
+   * OTEL_SDK_DISABLED=true turns them off in every case.
+   */
+  spans: z.union([z.literal('auto'), z.boolean()]).default('auto'),
   /** `k8s.cluster.name` on every span's resource. */
   cluster_name: z.string().default(''),
   /** A pod not Ready this long after creation ends its startup span in ERROR (and counts reason Timeout). */

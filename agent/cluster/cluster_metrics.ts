@@ -1,4 +1,5 @@
 import { Counter, Histogram, type Registry } from 'prom-client';
+import { sharedCounter } from './event_metrics.ts';
 
 /**
  * The k8s_* metrics derived from Kubernetes objects (span-and-metric-model.md §1), on the agent's
@@ -40,9 +41,10 @@ export class ClusterMetrics {
       ['owner_kind', ...ns],
     );
     this.podStartupStage = histogram('k8s_pod_startup_stage_duration_seconds', 'Duration of each pod startup stage, once per pod (node-local).', ['stage', ...ns]);
-    this.podStartupFailures = counter('k8s_pod_startup_failures_total', 'Pod startups that ended in an error, first time per pod, by cause.', ['owner_kind', 'reason']);
+    // shared with the event metrics (Unschedulable, DeletionByTaintManager come from Events on the leader)
+    this.podStartupFailures = sharedCounter(registry, 'k8s_pod_startup_failures_total', 'Pod startups that ended in an error, first time per pod, by cause.', ['owner_kind', 'reason']);
     this.containerRestarts = counter('k8s_container_restarts_total', 'Container restarts (restartCount increases) by the last termination reason.', ['namespace', 'reason']);
-    this.podDisruptions = counter('k8s_pod_disruptions_total', 'Pods that got a DisruptionTarget condition, by its reason.', ['namespace', 'reason']);
+    this.podDisruptions = sharedCounter(registry, 'k8s_pod_disruptions_total', 'Pods that got a DisruptionTarget condition, by its reason.', ['namespace', 'reason']);
     this.rolloutDuration = histogram('k8s_deployment_rollout_duration_seconds', 'Deployment rollout (a new revision) from its start to its end, by result (leader).', ['result']);
     this.rollouts = counter('k8s_deployment_rollouts_total', 'Deployment rollouts that ended, by result (leader).', ['namespace', 'result']);
     this.pvcProvisioning = histogram(

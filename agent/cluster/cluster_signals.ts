@@ -14,7 +14,7 @@ import type { EventOccurrence, EventSink } from './observation.ts';
 import { PodStartupTracker, type Pod } from './pod_startup_tracker.ts';
 import { PvcProvisioningTracker, type Pv, type Pvc, type StorageClass } from './pvc_provisioning_tracker.ts';
 import { RolloutTracker, type Deployment, type ReplicaSet } from './rollout_tracker.ts';
-import { SpanExport, spansDisabledByEnv } from './span_export.ts';
+import { SpanExport, spansWanted } from './span_export.ts';
 import { VolumeAttachTracker, type VolumeAttachment } from './volume_attach_tracker.ts';
 
 /**
@@ -102,14 +102,20 @@ export class ClusterSignals {
     await (await this.spans)?.forceFlush();
   }
 
-  async close(): Promise<void> {
+  /** Stops the watches and hands the ended spans to the exporter, waiting at most `flushTimeoutMs` for it. */
+  async close(flushTimeoutMs = 5000): Promise<void> {
     await Promise.all([this.nodeLocal.stop(), this.leaderOnly.stop()]);
-    await (await this.spans)?.shutdown();
+    const spans = await this.spans;
+    if (!spans) return;
+    let timer: NodeJS.Timeout | undefined;
+    const shutdown = spans.shutdown().catch((e: unknown) => this.ctx.log.warn(`cluster signals: spans not exported at shutdown: ${e instanceof Error ? e.message : String(e)}`));
+    await Promise.race([shutdown, new Promise<void>((r) => (timer = setTimeout(r, flushTimeoutMs)))]);
+    clearTimeout(timer);
   }
 
   private spanExport(conn: KubeRequester): Promise<SpanExport | undefined> {
     this.spans ??= (async () => {
-      if (!this.config.spans || spansDisabledByEnv()) return undefined;
+      if (!spansWanted(this.config.spans)) return undefined;
       const clusterUid = (await kubeSystemUid(conn).catch(() => undefined)) ?? (this.config.cluster_name || 'cluster');
       return new SpanExport({ clusterName: this.config.cluster_name, clusterUid, processor: this.o.spanProcessor });
     })();

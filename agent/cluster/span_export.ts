@@ -1,5 +1,5 @@
 import { SpanKind, SpanStatusCode, TraceFlags, type Attributes, type HrTime, type Link, type SpanContext } from '@opentelemetry/api';
-import { getBooleanFromEnv } from '@opentelemetry/core';
+import { getBooleanFromEnv, getStringFromEnv } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import { BatchSpanProcessor, type ReadableSpan, type SpanExporter, type SpanProcessor, type TimedEvent } from '@opentelemetry/sdk-trace-base';
@@ -149,9 +149,11 @@ export class SpanExport {
   }
 }
 
-/** OTEL_SDK_DISABLED=true turns span export off, as it does for every OpenTelemetry SDK. */
-export function spansDisabledByEnv(): boolean {
-  return getBooleanFromEnv('OTEL_SDK_DISABLED');
+/** The `spans` setting against the environment: OTEL_SDK_DISABLED=true wins, as in every OpenTelemetry SDK. */
+export function spansWanted(setting: boolean | 'auto'): boolean {
+  if (getBooleanFromEnv('OTEL_SDK_DISABLED')) return false;
+  if (setting !== 'auto') return setting;
+  return !!(getStringFromEnv('OTEL_EXPORTER_OTLP_ENDPOINT') || getStringFromEnv('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'));
 }
 
 function hr(ms: number): HrTime {

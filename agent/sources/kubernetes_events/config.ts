@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { clusterSignalsConfig } from '../../cluster/cluster_config.ts';
 import { duration } from '../../config/types.ts';
 
 /** Labels a user counter may carry: all bounded (never names, uids or messages). */
@@ -67,6 +68,8 @@ export const kubernetesEventsConfig = z.strictObject({
   /** Event log records waiting for the outputs; beyond it they are dropped and counted. */
   max_pending_records: z.number().int().min(1).default(10_000),
   rules: z.array(eventRule).default([]),
+  /** Duration metrics and spans from object transitions (agent/cluster/ trackers). */
+  signals: clusterSignalsConfig.prefault({}),
 }).superRefine((c, ctx) => {
   // client-go's rules: a leader must give up before others may take over, and retry within its deadline
   if (c.renew_deadline >= c.lease_duration) ctx.addIssue({ code: 'custom', path: ['renew_deadline'], message: 'must be shorter than lease_duration' });

@@ -4,6 +4,7 @@ import { ApiObjectLookup, type ObjectLookup } from '../../cluster/event_lookup.t
 import { eventRecord } from '../../cluster/event_logs.ts';
 import { EventMetrics } from '../../cluster/event_metrics.ts';
 import { EventRules } from '../../cluster/event_rules.ts';
+import { ClusterSignals } from '../../cluster/cluster_signals.ts';
 import type { ClusterWorker, EventOccurrence, EventSink, Leadership, SpanEventSink } from '../../cluster/observation.ts';
 import type { KubeConnection } from '../../kube/connection.ts';
 import { ListWatch } from '../../kube/list_watch.ts';
@@ -40,6 +41,8 @@ export class KubernetesEventsSource implements Source {
   readonly spanEventSinks: SpanEventSink[] = [];
   readonly clusterWorkers: ClusterWorker[] = [];
   readonly metrics: EventMetrics;
+  /** Span and duration trackers: node-local on every agent, the rest as a cluster worker. */
+  readonly signals: ClusterSignals;
   leadership: Leadership = new AlwaysLeader();
   private readonly config: KubernetesEventsConfig;
   private readonly ctx: SourceContext;
@@ -83,6 +86,10 @@ export class KubernetesEventsSource implements Source {
       lookup: lookup ?? new ApiObjectLookup(() => ctx.kube.connection()),
     });
     this.sinks.push(this.metrics, new EventRules(config.rules, ctx.metrics.registry, this.spanEventSinks));
+    this.signals = new ClusterSignals(config.signals, ctx);
+    // every occurrence already reaches the trackers here, so rule-marked ones (spanEventSinks) would be twice
+    this.sinks.push(this.signals.sink);
+    this.clusterWorkers.push(this.signals.leaderOnly);
   }
 
   get ready(): boolean {
@@ -126,6 +133,7 @@ export class KubernetesEventsSource implements Source {
       this.ctx.log.warn(`source ${this.name}: no Kubernetes API (kubernetes.mode), cluster events are not watched`);
       return;
     }
+    await this.signals.nodeLocal.start(); // the pods on this node: no Lease needed
     if (this.config.leader_election) {
       const elector = new LeaderElector({
         connection: this.connection,
@@ -156,6 +164,7 @@ export class KubernetesEventsSource implements Source {
     await this.elector?.stop(); // releases the Lease: a successor starts at its next retry
     await this.watching;
     await this.follow();
+    await this.signals.nodeLocal.stop();
   }
 
   async settled(timeoutMs: number): Promise<boolean> {
@@ -171,6 +180,7 @@ export class KubernetesEventsSource implements Source {
   }
 
   async close(): Promise<void> {
+    await this.signals.close(); // flushes the spans that ended
     clearInterval(this.timer);
     this.dirty = true;
     this.writeCheckpoint(true);
