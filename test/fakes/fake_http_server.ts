@@ -152,3 +152,23 @@ function reply(res: ServerResponse, a: Answer): void {
   res.writeHead(a.status, a.headers);
   res.end(a.body);
 }
+
+/** What every receiver fake is: its FakeHttpServer (faults, request log) and its protocol's handler. */
+export abstract class ReceiverFake {
+  server!: FakeHttpServer;
+
+  protected abstract handle(req: ReceivedRequest): Answer | Promise<Answer>;
+
+  protected async listen(opts: FakeServerOptions): Promise<this> {
+    this.server = await FakeHttpServer.start((req) => this.handle(req), opts);
+    return this;
+  }
+
+  get url(): string {
+    return this.server.url;
+  }
+
+  close(): Promise<void> {
+    return this.server.close();
+  }
+}

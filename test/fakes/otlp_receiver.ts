@@ -1,7 +1,7 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
-import { FakeHttpServer, type Answer, type FakeServerOptions, type ReceivedRequest } from './fake_http_server.ts';
+import { ReceiverFake, type Answer, type FakeServerOptions, type ReceivedRequest } from './fake_http_server.ts';
 
 /**
  * A protocol-faithful OTLP/HTTP receiver (the collector's otlphttp receiver, logs and traces): it
@@ -118,8 +118,7 @@ function hexIdsToBase64(v: unknown): unknown {
   return v;
 }
 
-export class OtlpReceiver {
-  readonly server: FakeHttpServer;
+export class OtlpReceiver extends ReceiverFake {
   readonly logs: ReceivedLog[] = [];
   readonly spans: ReceivedSpan[] = [];
   /** Every decoded Export*ServiceRequest, as protobufjs toObject gives it (longs as strings). */
@@ -128,31 +127,18 @@ export class OtlpReceiver {
   /** Answers still to give with a partial_success instead of full success (the records are still kept). */
   private readonly partials: PartialSuccess[] = [];
 
-  private constructor(server: FakeHttpServer) {
-    this.server = server;
+  static start(opts: FakeServerOptions = {}): Promise<OtlpReceiver> {
+    return new OtlpReceiver().listen(opts);
   }
 
-  static async start(opts: FakeServerOptions = {}): Promise<OtlpReceiver> {
-    let self: OtlpReceiver | undefined;
-    const server = await FakeHttpServer.start((req) => self!.handle(req), opts);
-    self = new OtlpReceiver(server);
-    return self;
-  }
-
-  get url(): string {
-    return this.server.url;
-  }
 
   /** The next export answers 200 with partial_success {rejected_<signal>, error_message}. */
   partialSuccess(p: PartialSuccess): void {
     this.partials.push(p);
   }
 
-  close(): Promise<void> {
-    return this.server.close();
-  }
 
-  private handle(req: ReceivedRequest): Answer {
+  protected handle(req: ReceivedRequest): Answer {
     if (req.method !== 'POST') return { status: 405, body: 'method not allowed' };
     const ct = String(req.headers['content-type'] ?? '').split(';')[0]!.trim();
     const json = ct === 'application/json';
