@@ -45,6 +45,11 @@ export class EventCounter {
   private highWaterMs = 0;
   /** State came from a checkpoint: the next LIST may count what happened while the agent was away. */
   private resumed = false;
+  /**
+   * After a hand-over nothing is remembered, so an Event first seen in the high-water second may be
+   * one the previous leader counted: only later ones are new (times are whole seconds).
+   */
+  private strictAfterHighWater = false;
   private readonly o: Required<CounterOptions>;
 
   constructor(options: CounterOptions) {
@@ -73,6 +78,7 @@ export class EventCounter {
     this.seen.clear();
     this.highWaterMs = Math.min(Math.max(this.highWaterMs, highWaterMs), this.o.now());
     this.resumed = true;
+    this.strictAfterHighWater = true;
   }
 
   restore(state: CounterState): void {
@@ -105,7 +111,8 @@ export class EventCounter {
     }
     // Unknown uid after a gap: new only if it began while nobody watched (or was re-created by its
     // recorder); one that began earlier was seen by whoever watched then.
-    if (this.tombstones.has(keyOf(e)) || e.firstSeenMs >= this.highWaterMs) return this.added(e);
+    const after = this.strictAfterHighWater ? e.firstSeenMs > this.highWaterMs : e.firstSeenMs >= this.highWaterMs;
+    if (this.tombstones.has(keyOf(e)) || after) return this.added(e);
     this.remember(e.uid, keyOf(e), e.occurrences);
     return 0;
   }
