@@ -7,10 +7,8 @@ import { RolloutTracker } from '../agent/cluster/rollout_tracker.ts';
 import { SpanExport } from '../agent/cluster/span_export.ts';
 import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { occurrence, startupPod } from './fakes/cluster_objects.ts';
-import { promtoolCheck } from './helpers/cluster_replay.ts';
+import { promtoolCheck, S, T } from './helpers/cluster_replay.ts';
 
-const T = Date.parse('2026-11-21T10:00:00Z');
-const S = 1000;
 const OWNERS = ['ReplicaSet', 'StatefulSet', 'DaemonSet', 'Job', 'Node', 'CustomThing'];
 
 /** The bound README states for the node-local tracker's k8s_* series, whatever the churn. */

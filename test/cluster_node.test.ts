@@ -1,30 +1,17 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { nodeTraceKey } from '../agent/cluster/node_readiness_tracker.ts';
 import { traceIdFor } from '../agent/cluster/span_ids.ts';
 import { node, occurrence } from './fakes/cluster_objects.ts';
-import { ClusterReplay, seconds, spanTree } from './helpers/cluster_replay.ts';
+import { CLUSTER_UID, replaySuite, S, seconds, spanTree, T } from './helpers/cluster_replay.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'kta-cluster-node-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-let replay: ClusterReplay | undefined;
-afterEach(async () => {
-  await replay?.close();
-  replay = undefined;
-});
+const startReplay = replaySuite('node');
 
-const T = Date.parse('2026-11-21T10:00:00Z');
-const S = 1000;
-const CLUSTER_UID = '6b1f1e5c-0000-4000-8000-00000000c1a5';
 const N = { name: 'node-b', uid: 'b0b0b0b0-aaaa-4bbb-8ccc-dddddddddddd' };
 const PODS = ['web-7d9f8b6c5-x2x7q', 'web-7d9f8b6c5-k9m4p', 'api-6f7e8d9c0-q1w2e', 'worker-5b6c7d8e9-r4t5y'];
 
 describe('a node NotReady for 6 minutes with four evictions, replayed through the fake API', () => {
   it.each([{ restart: false }, { restart: true }])('one observation, one root with four eviction children (restart mid-outage: $restart)', async ({ restart }) => {
-    replay = await new ClusterReplay(dir, T - 60 * S).start();
-    const r = replay;
+    const r = await startReplay(T - 60 * S);
     await r.put('nodes', node({ ...N, created: T - 86400 * S, ready: true, since: T - 86000 * S }));
     await r.advanceTo(T + 40 * S);
     await r.put('nodes', node({ ...N, created: T - 86400 * S, ready: false, since: T }));

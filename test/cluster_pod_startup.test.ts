@@ -1,23 +1,11 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { podTraceKey } from '../agent/cluster/pod_startup_tracker.ts';
 import { spanIdFor, traceIdFor } from '../agent/cluster/span_ids.ts';
 import { occurrence, startupPod, type PodTimes } from './fakes/cluster_objects.ts';
-import { ClusterReplay, seconds, spanTree } from './helpers/cluster_replay.ts';
+import { CLUSTER_UID, replaySuite, S, seconds, spanTree, T } from './helpers/cluster_replay.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'kta-cluster-pod-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-let replay: ClusterReplay | undefined;
-afterEach(async () => {
-  await replay?.close();
-  replay = undefined;
-});
+const startReplay = replaySuite('pod');
 
-const T = Date.parse('2026-11-21T10:00:00Z');
-const S = 1000;
-const CLUSTER_UID = '6b1f1e5c-0000-4000-8000-00000000c1a5';
 const POD_UID = '0d4b2a9e-1111-4c1e-9e55-5a1b2c3d4e5f';
 const rs = { name: 'web-7d9f8b6c5', uid: '5e0c1f3a-2222-4b7d-8a61-0f1e2d3c4b5a' };
 const ref = { kind: 'Pod', namespace: 'shop', name: 'web-7d9f8b6c5-x2x7q', uid: POD_UID };
@@ -28,8 +16,7 @@ const kubelet = (reason: string, note: string, at: number, type = 'Normal') =>
 describe('pod startup with an image pull, replayed through the fake API', () => {
   // restartAt: the agent restarts just before this step (undefined: no restart)
   it.each([{ restartAt: undefined }, { restartAt: 2 }, { restartAt: 3 }])('restart before step $restartAt: one observation, one trace', async ({ restartAt }) => {
-    replay = await new ClusterReplay(dir, T - 60 * S).start();
-    const r = replay;
+    const r = await startReplay(T - 60 * S);
     const step = async (n: number, at: number, fn: () => Promise<void> | void) => {
       await r.advanceTo(at);
       if (restartAt === n) await r.restart();
@@ -99,8 +86,7 @@ describe('pod startup with an image pull, replayed through the fake API', () => 
 
 describe('image pull back-off', () => {
   it.each([{ restart: false }, { restart: true }])('counts ImagePull once and ends the startup in ERROR at the timeout (restart mid-way: $restart)', async ({ restart }) => {
-    replay = await new ClusterReplay(dir, T - 60 * S, { pod_startup_timeout: '15m' }).start();
-    const r = replay;
+    const r = await startReplay(T - 60 * S, { pod_startup_timeout: '15m' });
     const backoff = { reason: 'ImagePullBackOff', message: 'Back-off pulling image "registry.example.com/shop/app:1.4.3"' };
     await r.advanceTo(T + 2 * S);
     await r.put('pods', pod({ created: T, scheduled: T + 1 * S, readyToStart: T + 2 * S }));
@@ -143,8 +129,7 @@ describe('image pull back-off', () => {
 
 describe('container restarts and disruptions on the node', () => {
   it('counts restartCount deltas by reason and a DisruptionTarget once, across a restart', async () => {
-    replay = await new ClusterReplay(dir, T - 60 * S).start();
-    const r = replay;
+    const r = await startReplay(T - 60 * S);
     const ready = { created: T, scheduled: T + 1 * S, readyToStart: T + 2 * S, started: T + 3 * S, ready: T + 4 * S };
     await r.advanceTo(T + 5 * S);
     await r.put('pods', pod(ready));

@@ -1,23 +1,11 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { rolloutTraceKey } from '../agent/cluster/rollout_tracker.ts';
 import { traceIdFor } from '../agent/cluster/span_ids.ts';
 import { deployment, deploymentStatus, occurrence, replicaSet } from './fakes/cluster_objects.ts';
-import { ClusterReplay, seconds, spanTree } from './helpers/cluster_replay.ts';
+import { CLUSTER_UID, replaySuite, S, seconds, spanTree, T } from './helpers/cluster_replay.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'kta-cluster-rollout-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-let replay: ClusterReplay | undefined;
-afterEach(async () => {
-  await replay?.close();
-  replay = undefined;
-});
+const startReplay = replaySuite('rollout');
 
-const T = Date.parse('2026-11-21T10:00:00Z');
-const S = 1000;
-const CLUSTER_UID = '6b1f1e5c-0000-4000-8000-00000000c1a5';
 const D = { namespace: 'shop', name: 'web', uid: '3c2b1a09-3333-4d5e-9f80-a1b2c3d4e5f6' };
 const OLD = { name: 'web-5c4b9d7f8', uid: '7a6b5c4d-4444-4e3f-8a2b-1c0d9e8f7a6b' };
 const NEW = { name: 'web-7d9f8b6c5', uid: '5e0c1f3a-2222-4b7d-8a61-0f1e2d3c4b5a' };
@@ -35,8 +23,7 @@ const scaling = (note: string, at: number) =>
 
 describe('deployment rollout, scale and rollback, replayed through the fake API', () => {
   it.each([{ restartAt: undefined }, { restartAt: 3 }, { restartAt: 6 }])('restart before step $restartAt: exact metrics, one trace per revision', async ({ restartAt }) => {
-    replay = await new ClusterReplay(dir, T - 60 * S).start();
-    const r = replay;
+    const r = await startReplay(T - 60 * S);
     const step = async (n: number, at: number, fn: () => Promise<void>) => {
       await r.advanceTo(at);
       if (restartAt === n) await r.restart();
@@ -128,8 +115,7 @@ describe('deployment rollout, scale and rollback, replayed through the fake API'
   });
 
   it('a rollout past its progress deadline ends in ERROR at the Progressing condition time', async () => {
-    replay = await new ClusterReplay(dir, T - 60 * S).start();
-    const r = replay;
+    const r = await startReplay(T - 60 * S);
     await r.put('replicasets', rs(OLD, 1, T - 3600 * S, 3, 3));
     await r.put('replicasets', rs(NEW, 2, T, 1, 0));
     await r.put('deployments', dep(2, 3, { replicas: 4, updated: 1, available: 3, progressing: { reason: 'ReplicaSetUpdated', at: T } }));

@@ -1,20 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { claim, occurrence, storageClass, volume, volumeAttachment } from './fakes/cluster_objects.ts';
-import { ClusterReplay, seconds, spanTree } from './helpers/cluster_replay.ts';
+import { replaySuite, S, seconds, spanTree, T } from './helpers/cluster_replay.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'kta-cluster-storage-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-let replay: ClusterReplay | undefined;
-afterEach(async () => {
-  await replay?.close();
-  replay = undefined;
-});
+const startReplay = replaySuite('storage');
 
-const T = Date.parse('2026-11-21T10:00:00Z');
-const S = 1000;
 const EBS = 'ebs.csi.aws.com';
 const PVC = { namespace: 'db', name: 'data-postgres-0', uid: '9a8b7c6d-5555-4f4e-8d3c-2b1a0f9e8d7c' };
 const BAD = { namespace: 'db', name: 'logs-postgres-0', uid: '1f2e3d4c-6666-4b5a-9c8d-7e6f5a4b3c2d' };
@@ -24,8 +13,7 @@ const ev = (c: typeof PVC, reason: string, note: string, component: string, at: 
 
 describe('PVC provisioning, replayed through the fake API', () => {
   it.each([{ restart: false }, { restart: true }])('a WaitForFirstConsumer claim provisioned in 8 s, one that fails (restart while waiting: $restart)', async ({ restart }) => {
-    replay = await new ClusterReplay(dir, T - 60 * S).start();
-    const r = replay;
+    const r = await startReplay(T - 60 * S);
     await r.put('storageclasses', storageClass('gp3', EBS, 'WaitForFirstConsumer'));
     await r.put('storageclasses', storageClass('fast', 'csi.example.com', 'Immediate'));
     // the claim waits 10 minutes for its pod
@@ -94,8 +82,7 @@ describe('PVC provisioning, replayed through the fake API', () => {
 
 describe('volume attach, replayed through the fake API', () => {
   it.each([{ restart: false }, { restart: true }])('an attach that never succeeds and one that does (restart after the first error: $restart)', async ({ restart }) => {
-    replay = await new ClusterReplay(dir, T - 60 * S, { volume_attach_timeout: '10m' }).start();
-    const r = replay;
+    const r = await startReplay(T - 60 * S, { volume_attach_timeout: '10m' });
     const va = (name: string, uid: string, pv: string, attached: boolean, attachError?: { at: number; message: string }) =>
       volumeAttachment({ name, uid, driver: EBS, node: 'node-b', pv, created: T, attached, attachError });
     const BADVA = { name: 'csi-0a1b2c3d4e5f', uid: '4d5e6f70-8888-4a1b-9c2d-3e4f5a6b7c8d' };

@@ -1,10 +1,10 @@
 import type { KubeObject } from '../kube/types.ts';
 import { BoundedState } from './bounded_state.ts';
-import type { ClusterMetrics } from './cluster_metrics.ts';
 import { condition, ObservationWindow, timeMs, type Condition } from './object_time.ts';
 import type { EventOccurrence, EventSink } from './observation.ts';
 import { spanPoint } from './span_events.ts';
-import type { SpanExport, SpanPoint } from './span_export.ts';
+import type { SpanPoint } from './span_export.ts';
+import type { TrackerOptions } from './tracker_options.ts';
 import type { TraceKey } from './span_ids.ts';
 
 /**
@@ -24,11 +24,7 @@ interface Outage {
   events: SpanPoint[];
 }
 
-export interface NodeReadinessTrackerOptions {
-  metrics: ClusterMetrics;
-  spans?: SpanExport;
-  startedAtMs: number;
-  clock?: () => number;
+export interface NodeReadinessTrackerOptions extends TrackerOptions {
   /** Which node a pod runs on (the eviction event does not say); the leader asks the API. */
   podNode?: (namespace: string, name: string) => Promise<string | undefined>;
 }

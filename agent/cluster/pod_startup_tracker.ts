@@ -1,11 +1,12 @@
 import type { Attributes } from '@opentelemetry/api';
 import type { KubeObject } from '../kube/types.ts';
 import { BoundedState } from './bounded_state.ts';
-import { LabelCap, type ClusterMetrics } from './cluster_metrics.ts';
+import { LabelCap } from './cluster_metrics.ts';
 import { condition, conditionSince, createdMs, ObservationWindow, timeMs, type Condition } from './object_time.ts';
 import type { EventOccurrence, EventSink } from './observation.ts';
 import { spanPoint } from './span_events.ts';
-import type { FinishedSpan, SpanExport, SpanPoint } from './span_export.ts';
+import { outcomeAttributes, type FinishedSpan, type SpanPoint } from './span_export.ts';
+import type { TrackerOptions } from './tracker_options.ts';
 import type { TraceKey } from './span_ids.ts';
 
 /**
@@ -38,14 +39,10 @@ interface PodState {
   lastWarning?: string;
 }
 
-export interface PodStartupTrackerOptions {
-  metrics: ClusterMetrics;
-  spans?: SpanExport;
+export interface PodStartupTrackerOptions extends TrackerOptions {
   nodeName: string;
-  startedAtMs: number;
   timeoutMs: number;
   namespaceOnHistograms: boolean;
-  clock?: () => number;
   maxPods?: number;
 }
 
@@ -231,12 +228,7 @@ export class PodStartupTracker implements EventSink {
       endMs,
       result,
       message,
-      attributes: {
-        ...base,
-        'kta.result': result === 'ok' ? 'ready' : timedOut ? 'timeout' : 'failed',
-        ...(timedOut ? { 'kta.timeout': true } : {}),
-        ...(timeSource ? { 'kta.time.source': timeSource } : {}),
-      },
+      attributes: { ...base, ...outcomeAttributes(result === 'ok' ? 'ready' : 'failed', timedOut, timeSource) },
       events: st.events,
       component: 'kubelet',
       nodeName: this.o.nodeName,

@@ -1,10 +1,11 @@
 import type { KubeObject } from '../kube/types.ts';
 import { BoundedState } from './bounded_state.ts';
-import { LabelCap, type ClusterMetrics } from './cluster_metrics.ts';
+import { LabelCap } from './cluster_metrics.ts';
 import { createdMs, ObservationWindow, timeMs } from './object_time.ts';
 import type { EventOccurrence, EventSink } from './observation.ts';
 import { spanPoint } from './span_events.ts';
-import type { SpanExport, SpanPoint } from './span_export.ts';
+import { outcomeAttributes, type SpanPoint } from './span_export.ts';
+import type { TrackerOptions } from './tracker_options.ts';
 import type { TraceKey } from './span_ids.ts';
 
 /**
@@ -46,12 +47,8 @@ interface Claim {
   lastWarning?: string;
 }
 
-export interface PvcProvisioningTrackerOptions {
-  metrics: ClusterMetrics;
-  spans?: SpanExport;
-  startedAtMs: number;
+export interface PvcProvisioningTrackerOptions extends TrackerOptions {
   timeoutMs: number;
-  clock?: () => number;
 }
 
 const MAX_EVENTS = 64;
@@ -245,12 +242,7 @@ export class PvcProvisioningTracker implements EventSink {
       endMs,
       result,
       message,
-      attributes: {
-        ...attributes,
-        'kta.result': result === 'ok' ? 'bound' : timedOut ? 'timeout' : 'failed',
-        ...(timedOut ? { 'kta.timeout': true } : {}),
-        ...(timeSource ? { 'kta.time.source': timeSource } : {}),
-      },
+      attributes: { ...attributes, ...outcomeAttributes(result === 'ok' ? 'bound' : 'failed', timedOut, timeSource) },
       events: claim.events,
       component: 'kube-controller-manager',
     });

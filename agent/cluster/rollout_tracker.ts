@@ -1,11 +1,12 @@
 import type { Attributes } from '@opentelemetry/api';
 import type { KubeObject } from '../kube/types.ts';
 import { BoundedState } from './bounded_state.ts';
-import { LabelCap, type ClusterMetrics } from './cluster_metrics.ts';
+import { LabelCap } from './cluster_metrics.ts';
 import { condition, createdMs, ObservationWindow, timeMs, type Condition } from './object_time.ts';
 import type { EventOccurrence, EventSink } from './observation.ts';
 import { spanPoint } from './span_events.ts';
-import type { SpanExport, SpanPoint, SpanResult } from './span_export.ts';
+import type { SpanPoint, SpanResult } from './span_export.ts';
+import type { TrackerOptions } from './tracker_options.ts';
 import type { TraceKey } from './span_ids.ts';
 
 /**
@@ -49,13 +50,9 @@ interface Rollout {
   scales: Scale[];
 }
 
-export interface RolloutTrackerOptions {
-  metrics: ClusterMetrics;
-  spans?: SpanExport;
-  startedAtMs: number;
+export interface RolloutTrackerOptions extends TrackerOptions {
   /** Added to progressDeadlineSeconds for the span's own timeout. */
   timeoutGraceMs: number;
-  clock?: () => number;
 }
 
 const REVISION = 'deployment.kubernetes.io/revision';

@@ -1,5 +1,4 @@
 import { SpanKind, SpanStatusCode, TraceFlags, type Attributes, type HrTime, type Link, type SpanContext } from '@opentelemetry/api';
-import { getBooleanFromEnv, getStringFromEnv } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import { BatchSpanProcessor, type ReadableSpan, type SpanProcessor, type TimedEvent } from '@opentelemetry/sdk-trace-base';
@@ -149,11 +148,21 @@ export class SpanExport {
   }
 }
 
+/** `kta.result` and what says how the span ended: `kta.timeout`, `kta.time.source` (§2.1). */
+export function outcomeAttributes(result: string, timedOut: boolean, timeSource: 'observed' | undefined): Attributes {
+  return {
+    'kta.result': timedOut ? 'timeout' : result,
+    ...(timedOut ? { 'kta.timeout': true } : {}),
+    ...(timeSource ? { 'kta.time.source': timeSource } : {}),
+  };
+}
+
 /** The `spans` setting against the environment: OTEL_SDK_DISABLED=true wins, as in every OpenTelemetry SDK. */
 export function spansWanted(setting: boolean | 'auto'): boolean {
-  if (getBooleanFromEnv('OTEL_SDK_DISABLED')) return false;
+  const env = (name: string) => process.env[name]?.trim() ?? '';
+  if (env('OTEL_SDK_DISABLED').toLowerCase() === 'true') return false;
   if (setting !== 'auto') return setting;
-  return !!(getStringFromEnv('OTEL_EXPORTER_OTLP_ENDPOINT') || getStringFromEnv('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'));
+  return env('OTEL_EXPORTER_OTLP_ENDPOINT') !== '' || env('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT') !== '';
 }
 
 function hr(ms: number): HrTime {

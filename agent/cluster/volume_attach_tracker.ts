@@ -1,10 +1,11 @@
 import type { KubeObject } from '../kube/types.ts';
 import { BoundedState } from './bounded_state.ts';
-import { LabelCap, type ClusterMetrics } from './cluster_metrics.ts';
+import { LabelCap } from './cluster_metrics.ts';
 import { createdMs, ObservationWindow, timeMs } from './object_time.ts';
 import type { EventOccurrence, EventSink } from './observation.ts';
 import { spanPoint } from './span_events.ts';
-import { EVENT_MESSAGE_BYTES, truncateUtf8, type SpanExport, type SpanPoint } from './span_export.ts';
+import { EVENT_MESSAGE_BYTES, outcomeAttributes, truncateUtf8, type SpanPoint } from './span_export.ts';
+import type { TrackerOptions } from './tracker_options.ts';
 import type { TraceKey } from './span_ids.ts';
 
 /**
@@ -30,12 +31,8 @@ interface Attach {
   lastError?: string;
 }
 
-export interface VolumeAttachTrackerOptions {
-  metrics: ClusterMetrics;
-  spans?: SpanExport;
-  startedAtMs: number;
+export interface VolumeAttachTrackerOptions extends TrackerOptions {
   timeoutMs: number;
-  clock?: () => number;
 }
 
 const MAX_EVENTS = 64;
@@ -142,9 +139,7 @@ export class VolumeAttachTracker implements EventSink {
         'k8s.persistentvolume.name': a.pv,
         'k8s.node.name': a.node,
         'container.csi.plugin.name': a.driver,
-        'kta.result': result === 'ok' ? 'attached' : timedOut ? 'timeout' : 'failed',
-        ...(observed ? { 'kta.time.source': 'observed' } : {}),
-        ...(timedOut ? { 'kta.timeout': true } : {}),
+        ...outcomeAttributes(result === 'ok' ? 'attached' : 'failed', timedOut, observed ? 'observed' : undefined),
       },
       events: a.events,
       component: a.driver,

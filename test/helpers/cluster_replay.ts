@@ -1,5 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import type { TestContext } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, type TestContext } from 'vitest';
 import { clusterSignalsConfig } from '../../agent/cluster/cluster_config.ts';
 import { ClusterSignals } from '../../agent/cluster/cluster_signals.ts';
 import type { EventOccurrence } from '../../agent/cluster/observation.ts';
@@ -9,6 +12,23 @@ import { SelfMetrics } from '../../agent/metrics.ts';
 import { FakeKubeApiServer, writeKubeconfig, type FakeObject } from '../fakes/kube_api_server.ts';
 import { OtlpReceiver, type ReceivedSpan } from '../fakes/otlp_receiver.ts';
 import { waitFor } from './child_agent.ts';
+
+/** The sequences' time zero, one second, and the fake cluster's uid (its kube-system namespace). */
+export const T = Date.parse('2026-11-21T10:00:00Z');
+export const S = 1000;
+export const CLUSTER_UID = '6b1f1e5c-0000-4000-8000-00000000c1a5';
+
+/** A scratch folder for the suite and a `start` for each test's replay, closed after the test. */
+export function replaySuite(name: string): (startMs: number, config?: Record<string, unknown>) => Promise<ClusterReplay> {
+  const dir = mkdtempSync(join(tmpdir(), `kta-cluster-${name}-`));
+  let replay: ClusterReplay | undefined;
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  afterEach(async () => {
+    await replay?.close();
+    replay = undefined;
+  });
+  return async (startMs, config = {}) => (replay = await new ClusterReplay(dir, startMs, config).start());
+}
 
 /**
  * Replays a recorded sequence of object states and Event occurrences against the cluster trackers:
@@ -37,7 +57,7 @@ export class ClusterReplay {
     this.receiver = await OtlpReceiver.start();
     process.env.OTEL_EXPORTER_OTLP_ENDPOINT = this.receiver.url;
     this.kubeconfig = writeKubeconfig(this.dir, { server: this.fake.url, token: 'replay-token', insecure: true }, `kubeconfig-${Math.random().toString(36).slice(2)}`);
-    this.fake.create('namespaces', { metadata: { name: 'kube-system', uid: '6b1f1e5c-0000-4000-8000-00000000c1a5' } });
+    this.fake.create('namespaces', { metadata: { name: 'kube-system', uid: CLUSTER_UID } });
     await this.boot();
     return this;
   }
