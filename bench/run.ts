@@ -13,9 +13,10 @@ import { join, resolve } from 'node:path';
 import { formatTargets, type Scenario, type ScenarioContext } from './measure.ts';
 import { criThroughput } from './scenarios/cri_throughput.ts';
 import { multilineCost } from './scenarios/multiline.ts';
+import { podStartupTracking } from './scenarios/pod_startup_tracking.ts';
 
 /** Add new benchmarks here. */
-const SCENARIOS: Scenario[] = [criThroughput, multilineCost];
+const SCENARIOS: Scenario[] = [criThroughput, multilineCost, podStartupTracking];
 
 async function main(): Promise<number> {
   const args = process.argv.slice(2);

@@ -157,7 +157,7 @@ describe('parseConfig: sizes and durations', () => {
     ['4096', 4096],
   ])('size %j is %d bytes', (value, bytes) => {
     const cfg = parseConfig(config(`    max_unacked_bytes: ${JSON.stringify(value)}\n`), 'agent.yaml', {});
-    expect(cfg.sources.containers!.max_unacked_bytes).toBe(bytes);
+    expect((cfg.sources.containers as { max_unacked_bytes?: number }).max_unacked_bytes).toBe(bytes);
   });
 
   it.each([

@@ -25,6 +25,8 @@ import {
   RoleBinding,
   type IClusterRole,
   type IClusterRoleBinding,
+  type IRole,
+  type IRoleBinding,
 } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import { parseConfig } from '../agent/config/load.ts';
 import type { AgentConfig } from '../agent/config/schema.ts';
@@ -173,7 +175,8 @@ function checkAgentContainer(workload: IDaemonSet | IDeployment, config: AgentCo
   expect(spec.hostPID ?? false).toBe(false);
   expect(spec.hostIPC ?? false).toBe(false);
   expect(spec.securityContext?.seccompProfile?.type).toBe('RuntimeDefault');
-  expect(spec.automountServiceAccountToken).toBe(false);
+  // the API token is mounted exactly when the config reads the API
+  expect(spec.automountServiceAccountToken).toBe(config.kubernetes.mode !== 'disabled');
   expect(spec.terminationGracePeriodSeconds! * 1000, 'grace period above shutdown_timeout').toBeGreaterThan(config.shutdown_timeout);
 
   // Nothing writable but data_dir and emptyDirs (the root filesystem is read-only).
@@ -221,6 +224,15 @@ function grantedRules(objects: K8sObject[], account: string): Set<string> {
       for (const g of rule.apiGroups ?? []) for (const r of rule.resources ?? []) for (const v of rule.verbs) out.add(`${g}|${r}|${v}`);
     }
   }
+  // Roles: the agent's own namespace only (the leader-election Lease)
+  for (const b of objects.filter((o) => o.kind === 'RoleBinding') as unknown as IRoleBinding[]) {
+    if (!b.subjects?.some((s) => s.kind === 'ServiceAccount' && s.name === account && s.namespace === NAMESPACE)) continue;
+    expect(b.roleRef.kind).toBe('Role');
+    const role = find<IRole>(objects, 'Role', b.roleRef.name);
+    for (const rule of role.rules ?? []) {
+      for (const g of rule.apiGroups ?? []) for (const r of rule.resources ?? []) for (const v of rule.verbs) out.add(`${g}|${r}|${v}`);
+    }
+  }
   return out;
 }
 
@@ -254,8 +266,11 @@ function checkCommon(objects: K8sObject[], dir: string): void {
     expect([...grantedRules(objects, account)].sort(), `rules of ${account}`).toEqual([...documented.now.get(account)!].sort());
     expect(find<IServiceAccount>(objects, 'ServiceAccount', account).automountServiceAccountToken).toBe(false);
   }
-  // No leader election in this release: no Lease Role yet.
-  expect(objects.filter((o) => o.kind === 'Role' || o.kind === 'RoleBinding')).toEqual([]);
+  // Namespaced Roles exist only for leader election: Leases in the agent's namespace.
+  for (const role of objects.filter((o) => o.kind === 'Role') as unknown as IRole[]) {
+    expect(role.metadata!.namespace).toBe(NAMESPACE);
+    for (const rule of role.rules ?? []) expect({ groups: rule.apiGroups, resources: rule.resources }).toEqual({ groups: ['coordination.k8s.io'], resources: ['leases'] });
+  }
 
   // One image for every container, set by the kustomization's `images` (not the bare placeholder).
   const images = objects
@@ -346,7 +361,7 @@ describe('deploy/ manifests', () => {
       const objects = build('overlays/cluster-events');
       checkCommon(objects, 'overlays/cluster-events');
       for (const o of base) expect(find(objects, o.kind, o.metadata.name), `${o.kind} ${o.metadata.name} as in the base`).toEqual(o);
-      expect(objects.length - base.length).toBe(5); // ServiceAccount, ClusterRole, binding, ConfigMap, Deployment
+      expect(objects.length - base.length).toBe(7); // ServiceAccount, ClusterRole, binding, lease Role, binding, ConfigMap, Deployment
 
       const d = find<IDeployment>(objects, 'Deployment', 'telemetry-agent-cluster');
       expect(d.spec!.replicas).toBe(1);
@@ -358,6 +373,15 @@ describe('deploy/ manifests', () => {
       expect(spec.securityContext?.runAsNonRoot).toBe(true);
       expect(spec.volumes?.filter((v) => v.hostPath) ?? [], 'no host folders').toEqual([]);
       expect(spec.tolerations ?? []).toEqual([]);
+      // the cluster events source, holder identity and Lease namespace from the downward API
+      expect(Object.values(config.sources)).toEqual([expect.objectContaining({ type: 'kubernetes_events', leader_election: true })]);
+      const env = podOf(d).spec.containers[0]!.env ?? [];
+      expect(env.map((e) => [e.name, e.valueFrom?.fieldRef?.fieldPath])).toEqual(
+        expect.arrayContaining([
+          ['POD_NAME', 'metadata.name'],
+          ['POD_NAMESPACE', 'metadata.namespace'],
+        ]),
+      );
     });
   });
 

@@ -1,11 +1,12 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VERSION } from '../agent/version.ts';
 import { AgentHarness, criLines } from './helpers/agent_harness.ts';
 import { freePort, waitFor } from './helpers/child_agent.ts';
+import { requireTool } from './helpers/tools.ts';
 
 /** design.md "Metrics the agent exposes about itself": names are product surface. */
 const CONTRACT_METRICS: [string, 'counter' | 'gauge' | 'histogram'][] = [
@@ -29,32 +30,6 @@ const CONTRACT_METRICS: [string, 'counter' | 'gauge' | 'histogram'][] = [
   // prom-client's defaults
   ['process_cpu_user_seconds_total', 'counter'],
 ];
-
-/** An executable named `name` on PATH, or undefined. */
-function onPath(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (!dir) continue;
-    const candidate = join(dir, name);
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
-
-/** A missing tool fails the test in CI and skips it elsewhere, saying why. */
-function requireTool(ctx: TestContext, name: string): string {
-  const path = onPath(name);
-  if (path) return path;
-  const message = `${name} not installed (apt-get install prometheus)`;
-  if (process.env.CI) throw new Error(message);
-  console.warn(`skipping "${ctx.task.name}": ${message}`);
-  ctx.skip(message);
-  throw new Error('unreachable: ctx.skip() returned');
-}
 
 describe('HTTP server: /metrics, /healthz, /readyz', () => {
   let h: AgentHarness;

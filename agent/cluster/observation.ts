@@ -54,3 +54,17 @@ export interface Leadership {
   /** Called with true when this agent starts leading, false when it stops; returns an unsubscribe. */
   onChange(listener: (leading: boolean) => void): () => void;
 }
+
+/**
+ * Leader-only work (span trackers watching Deployments, PVCs, VolumeAttachments, Nodes): started when
+ * this agent becomes the Lease holder, stopped when it loses the Lease or shuts down.
+ */
+export interface ClusterWorker {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** An occurrence a user rule (`rules[].span_event: true`) marked for span trackers to attach as a span event. */
+export interface SpanEventSink {
+  onSpanEvent(occurrence: EventOccurrence): void;
+}

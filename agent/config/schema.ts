@@ -55,7 +55,7 @@ export const configSchema = z
     }
     // Records no output takes would be read, acknowledged and lost: refuse rather than discard silently.
     for (const name of sources) {
-      if (!consumed.has(name)) {
+      if (!consumed.has(name) && !sourcePlugins[cfg.sources[name]!.type].signalsBeyondRecords) {
         ctx.addIssue({ code: 'custom', path: ['sources', name], message: 'no output lists this source in its inputs' });
       }
     }

@@ -55,6 +55,10 @@ export interface RequestInit {
   /** `Accept` header; default `application/json`. */
   accept?: string;
   signal?: AbortSignal;
+  /** Default GET; the Lease of leader election also creates (POST) and updates (PUT). */
+  method?: 'GET' | 'POST' | 'PUT';
+  /** A JSON request body (sent as `application/json`). */
+  body?: unknown;
 }
 
 /** What the list+watch loop and the owner lookups need from a connection. */
@@ -125,16 +129,22 @@ export class KubeConnection implements KubeRequester {
     const url = new URL(this.server + pathAndQuery);
     const send = url.protocol === 'https:' ? https.request : http.request;
     return new Promise((resolve, reject) => {
+      const body = init.body === undefined ? undefined : JSON.stringify(init.body);
       const req = send(url, {
-        method: 'GET',
+        method: init.method ?? 'GET',
         agent,
-        headers: { ...headers, Accept: init.accept ?? 'application/json', 'User-Agent': USER_AGENT },
+        headers: {
+          ...headers,
+          Accept: init.accept ?? 'application/json',
+          'User-Agent': USER_AGENT,
+          ...(body === undefined ? {} : { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(body)) }),
+        },
         signal: init.signal,
       });
       req.on('socket', (socket) => socket.setKeepAlive(true, TCP_KEEPALIVE_MS));
       req.on('response', resolve);
       req.on('error', reject);
-      req.end();
+      req.end(body);
     });
   }
 

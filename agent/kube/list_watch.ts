@@ -49,9 +49,10 @@ export type RestartReason =
   | 'credentials';
 
 export interface WatchHandlers<T> {
-  onAdd?(obj: T): void;
+  /** `fromList`: found by a LIST (the first, or a relist after 410), not by a watch event. */
+  onAdd?(obj: T, fromList: boolean): void;
   /** `oldObj` is what the cache held before; MODIFIED events and relists carry the whole new state. */
-  onUpdate?(oldObj: T, newObj: T): void;
+  onUpdate?(oldObj: T, newObj: T, fromList: boolean): void;
   /** `finalStateUnknown`: found missing at a relist, `obj` is the last state this cache saw. */
   onDelete?(obj: T, finalStateUnknown: boolean): void;
 }
@@ -534,8 +535,8 @@ export class ListWatch<T extends KubeObject = KubeObject> {
     }
     for (const h of this.handlers) {
       try {
-        if (prev) h.onUpdate?.(prev, obj);
-        else h.onAdd?.(obj);
+        if (prev) h.onUpdate?.(prev, obj, relist);
+        else h.onAdd?.(obj, relist);
       } catch (e) {
         this.handlerFailed(e);
       }

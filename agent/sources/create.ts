@@ -2,6 +2,7 @@ import type { Source, SourceContext } from './source.ts';
 import type { SourceConfig } from './registry.ts';
 import { ContainerLogsSource } from './container_logs/source.ts';
 import { JournaldSource } from './journald/source.ts';
+import { KubernetesEventsSource } from './kubernetes_events/source.ts';
 
 export function createSource(name: string, config: SourceConfig, ctx: SourceContext): Source {
   switch (config.type) {
@@ -9,5 +10,7 @@ export function createSource(name: string, config: SourceConfig, ctx: SourceCont
       return new ContainerLogsSource(name, config, ctx);
     case 'journald':
       return new JournaldSource(name, config, ctx);
+    case 'kubernetes_events':
+      return new KubernetesEventsSource(name, config, ctx);
   }
 }

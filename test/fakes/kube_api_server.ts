@@ -32,7 +32,7 @@ import type { TLSSocket } from 'node:tls';
  * period), so a test can run hours of watch traffic in seconds.
  */
 
-export type Verb = 'list' | 'watch' | 'get';
+export type Verb = 'list' | 'watch' | 'get' | 'create' | 'update';
 
 export interface ResourceType {
   group: string;
@@ -51,7 +51,20 @@ export const RESOURCE_TYPES: Record<string, ResourceType> = {
   daemonsets: { group: 'apps', version: 'v1', kind: 'DaemonSet', namespaced: true },
   jobs: { group: 'batch', version: 'v1', kind: 'Job', namespaced: true },
   cronjobs: { group: 'batch', version: 'v1', kind: 'CronJob', namespaced: true },
+  // ---- events and leases (kubernetes_events source, leader election) ----
+  /** Stored as core/v1; also served as events.k8s.io/v1 (EVENTS_V1_VIEW), like the real server. */
+  events: { group: '', version: 'v1', kind: 'Event', namespaced: true },
+  leases: { group: 'coordination.k8s.io', version: 'v1', kind: 'Lease', namespaced: true },
+  persistentvolumeclaims: { group: '', version: 'v1', kind: 'PersistentVolumeClaim', namespaced: true },
+  // ---- end events and leases ----
+  // storage, for the cluster signal trackers (agent/cluster/)
+  persistentvolumes: { group: '', version: 'v1', kind: 'PersistentVolume', namespaced: false },
+  storageclasses: { group: 'storage.k8s.io', version: 'v1', kind: 'StorageClass', namespaced: false },
+  volumeattachments: { group: 'storage.k8s.io', version: 'v1', kind: 'VolumeAttachment', namespaced: false },
 };
+
+/** Resources a client may create (POST) and update (PUT, with resourceVersion preconditions: 409 when stale). */
+const WRITABLE = new Set(['leases']);
 
 export interface FakeMeta {
   name: string;
@@ -96,6 +109,8 @@ export interface FakeKubeApiServerOptions {
   managedFields?: boolean;
   /** Never send BOOKMARKs, even when asked (a server without them, for comparison). Default false. */
   noBookmarks?: boolean;
+  /** Serve the events.k8s.io/v1 view of Events (default true; false: 404 like a server without the group). */
+  eventsV1?: boolean;
 }
 
 export interface FaultMatch {
@@ -140,6 +155,7 @@ interface Requirement {
 
 interface Watcher {
   resource: string;
+  view: View;
   namespace: string | undefined;
   fields: Requirement[];
   labels: Requirement[];
@@ -158,8 +174,12 @@ interface ContinueToken {
   expired: boolean;
 }
 
+/** How stored objects are shown: as stored, or core/v1 Events as events.k8s.io/v1 Events. */
+type View = 'stored' | 'eventsV1';
+
 interface Route {
   resource: string;
+  view: View;
   type: ResourceType;
   namespace: string | undefined;
   name: string | undefined;
@@ -194,6 +214,7 @@ export class FakeKubeApiServer {
       continueTtlMs: 5 * 60_000,
       managedFields: true,
       noBookmarks: false,
+      eventsV1: true,
       ...options,
       secondMs,
       bookmarkIntervalMs: options.bookmarkIntervalMs ?? 60 * secondMs,
@@ -385,7 +406,19 @@ export class FakeKubeApiServer {
     const route = this.route(url.pathname);
     const q = url.searchParams;
     const watch = q.get('watch') === '1' || q.get('watch') === 'true';
-    const verb: Verb | 'other' = req.method !== 'GET' || !route ? 'other' : route.name ? 'get' : watch ? 'watch' : 'list';
+    const verb: Verb | 'other' = !route
+      ? 'other'
+      : req.method === 'GET'
+        ? route.name
+          ? 'get'
+          : watch
+            ? 'watch'
+            : 'list'
+        : req.method === 'POST' && !route.name && WRITABLE.has(route.resource)
+          ? 'create'
+          : req.method === 'PUT' && route.name && WRITABLE.has(route.resource)
+            ? 'update'
+            : 'other';
     const tlsSocket = req.socket as TLSSocket;
     const peer = this.opts.tls?.requestClientCert && tlsSocket.authorized ? tlsSocket.getPeerCertificate() : undefined;
     const entry: RequestLogEntry = {
@@ -429,6 +462,7 @@ export class FakeKubeApiServer {
       return this.applyFault(req, res, f.fault);
     }
 
+    if (verb === 'create' || verb === 'update') return this.handleWrite(req, res, route, verb);
     const accept = String(req.headers.accept ?? '');
     if (verb === 'list') {
       const meta = wantsMetadata(accept, 'PartialObjectMetadataList');
@@ -506,10 +540,14 @@ export class FakeKubeApiServer {
       name = rest[1];
       if (rest.length > 2) return undefined;
     }
+    if (group === 'events.k8s.io' && version === 'v1' && resource === 'events') {
+      if (!this.opts.eventsV1) return undefined;
+      return { resource, type: EVENTS_V1_TYPE, namespace, name, view: 'eventsV1' };
+    }
     const type = RESOURCE_TYPES[resource];
     if (!type || type.group !== group || type.version !== version) return undefined;
     if (namespace && !type.namespaced) return undefined;
-    return { resource, type, namespace, name };
+    return { resource, type, namespace, name, view: 'stored' };
   }
 
   private handleGet(res: http.ServerResponse, route: Route, meta: boolean): void {
@@ -519,7 +557,42 @@ export class FakeKubeApiServer {
       const group = route.type.group ? `.${route.type.group}` : '';
       return this.status(res, 404, 'NotFound', `${route.resource}${group} "${route.name}" not found`);
     }
-    this.json(res, 200, meta ? metadataOnly(o) : o);
+    this.json(res, 200, meta ? metadataOnly(o) : inView(route.view, o));
+  }
+
+  /** POST (create) and PUT (update) with the API's optimistic concurrency: a stale resourceVersion is 409 Conflict. */
+  private handleWrite(req: http.IncomingMessage, res: http.ServerResponse, route: Route, verb: 'create' | 'update'): void {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      let obj: FakeObject;
+      try {
+        obj = JSON.parse(Buffer.concat(chunks).toString('utf8')) as FakeObject;
+        if (!obj?.metadata?.name) throw new Error('metadata.name: Required value');
+      } catch (e) {
+        return this.status(res, 400, 'BadRequest', (e as Error).message);
+      }
+      obj.metadata.namespace = route.namespace ?? obj.metadata.namespace ?? 'default';
+      const existing = this.get(route.resource, obj.metadata.namespace, obj.metadata.name);
+      if (verb === 'create') {
+        if (existing) return this.status(res, 409, 'AlreadyExists', `${route.resource} "${obj.metadata.name}" already exists`);
+        delete obj.metadata.resourceVersion;
+        return this.json(res, 201, this.create(route.resource, obj));
+      }
+      if (obj.metadata.name !== route.name) return this.status(res, 400, 'BadRequest', 'the name of the object does not match the name on the URL');
+      if (!existing) return this.status(res, 404, 'NotFound', `${route.resource} "${route.name}" not found`);
+      if (obj.metadata.resourceVersion !== undefined && obj.metadata.resourceVersion !== existing.metadata.resourceVersion) {
+        return this.status(
+          res,
+          409,
+          'Conflict',
+          `Operation cannot be fulfilled on ${route.resource} "${route.name}": the object has been modified; please apply your changes to the latest version and try again`,
+        );
+      }
+      obj.metadata.uid = existing.metadata.uid;
+      obj.metadata.creationTimestamp = existing.metadata.creationTimestamp;
+      this.json(res, 200, this.update(route.resource, obj));
+    });
   }
 
   private handleList(res: http.ServerResponse, route: Route, q: URLSearchParams, meta: boolean): void {
@@ -569,7 +642,7 @@ export class FakeKubeApiServer {
           apiVersion: apiVersionOf(route.type),
           metadata,
           items: page.map((o) => {
-            const { apiVersion: _a, kind: _k, ...rest } = o;
+            const { apiVersion: _a, kind: _k, ...rest } = inView(route.view, o);
             return rest;
           }),
         };
@@ -587,6 +660,7 @@ export class FakeKubeApiServer {
     }
     const w: Watcher = {
       resource: route.resource,
+      view: route.view,
       namespace: route.namespace,
       fields,
       labels,
@@ -655,7 +729,12 @@ export class FakeKubeApiServer {
   }
 
   private send(w: Watcher, ev: { type: string; object: FakeObject | Record<string, unknown> }): void {
-    const object = w.metadataOnly && ev.type !== 'ERROR' ? metadataOnly(ev.object as FakeObject) : ev.object;
+    const object =
+      ev.type === 'ERROR' || ev.type === 'BOOKMARK'
+        ? ev.object
+        : w.metadataOnly
+          ? metadataOnly(ev.object as FakeObject)
+          : inView(w.view, ev.object as FakeObject);
     const line = JSON.stringify({ type: ev.type, object }) + '\n';
     const n = this.opts.chunkBytes;
     if (!n) {
@@ -988,3 +1067,105 @@ export function kubeconfigYaml(opts: {
   };
   return JSON.stringify(doc, null, 2); // JSON is YAML
 }
+
+// ---- events and leases (kubernetes_events source, leader election) ----
+
+const EVENTS_V1_TYPE: ResourceType = { group: 'events.k8s.io', version: 'v1', kind: 'Event', namespaced: true };
+
+function inView(view: View, o: FakeObject): FakeObject {
+  return view === 'eventsV1' ? eventsV1Of(o) : o;
+}
+
+/** A stored (core/v1) Event as events.k8s.io/v1 shows it (kubernetes-events.md §1: same objects, two views). */
+export function eventsV1Of(e: FakeObject): FakeObject {
+  const out: FakeObject = {
+    apiVersion: 'events.k8s.io/v1',
+    kind: 'Event',
+    metadata: e.metadata,
+    eventTime: e.eventTime ?? null,
+    reason: e.reason,
+    type: e.type,
+    note: e.message,
+    regarding: e.involvedObject,
+    reportingController: e.reportingComponent ?? '',
+    reportingInstance: e.reportingInstance ?? '',
+  };
+  if (e.series) out.series = e.series;
+  if (e.related) out.related = e.related;
+  if (e.action) out.action = e.action;
+  if (e.source && Object.keys(e.source as object).length) out.deprecatedSource = e.source;
+  if (e.firstTimestamp) out.deprecatedFirstTimestamp = e.firstTimestamp;
+  if (e.lastTimestamp) out.deprecatedLastTimestamp = e.lastTimestamp;
+  if (e.count) out.deprecatedCount = e.count;
+  return out;
+}
+
+export interface EventInput {
+  /** The involved object (`involvedObject` / `regarding`). */
+  regarding: { kind: string; name: string; namespace?: string; uid?: string; apiVersion?: string; fieldPath?: string };
+  reason: string;
+  type?: string;
+  message: string;
+  /** `source.component` (tools/record) or `reportingComponent` (tools/events). */
+  component: string;
+  host?: string;
+  /** Default: `<regarding.name>.<hex nanoseconds>` like tools/record. */
+  name?: string;
+  count?: number;
+  /** ISO time, whole seconds. Default now. */
+  first?: string;
+  last?: string;
+  /** `tools/events` (events.k8s.io) style: eventTime (µs), series, action, no deprecated fields. */
+  api?: 'core' | 'events';
+  action?: string;
+  series?: { count: number; lastObservedTime: string };
+}
+
+let eventSeq = 0;
+
+/** A stored Event as `tools/record` (core/v1) or `tools/events` (events.k8s.io/v1) writes it. */
+export function makeEvent(e: EventInput): FakeObject {
+  const now = new Date();
+  const first = e.first ?? seconds(now);
+  const namespace = e.regarding.namespace || 'default';
+  const name = e.name ?? `${e.regarding.name}.${(BigInt(Date.parse(first)) * 1_000_000n + BigInt(++eventSeq)).toString(16)}`;
+  const base: FakeObject = {
+    apiVersion: 'v1',
+    kind: 'Event',
+    metadata: { name, namespace, uid: uid(), creationTimestamp: first },
+    involvedObject: { apiVersion: 'v1', ...e.regarding, namespace: e.regarding.namespace ?? '' },
+    reason: e.reason,
+    type: e.type ?? 'Normal',
+    message: e.message,
+  };
+  if (e.api === 'events') {
+    return {
+      ...base,
+      source: {},
+      eventTime: first.replace(/Z$/, '.000000Z'),
+      series: e.series,
+      action: e.action ?? '',
+      reportingComponent: e.component,
+      reportingInstance: e.host ?? `${e.component}-control-plane`,
+      firstTimestamp: null,
+      lastTimestamp: null,
+      count: 0,
+    };
+  }
+  return {
+    ...base,
+    source: e.host ? { component: e.component, host: e.host } : { component: e.component },
+    firstTimestamp: first,
+    lastTimestamp: e.last ?? first,
+    count: e.count ?? 1,
+    eventTime: null,
+    reportingComponent: e.component,
+    reportingInstance: e.host ?? '',
+  };
+}
+
+/** metav1.Time: RFC 3339 with whole seconds. */
+export function seconds(d: Date): string {
+  return d.toISOString().replace(/\.\d+Z$/, 'Z');
+}
+// ---- end events and leases ----
