@@ -12,9 +12,10 @@ import * as fs from 'node:fs';
 import { join, resolve } from 'node:path';
 import { formatTargets, type Scenario, type ScenarioContext } from './measure.ts';
 import { criThroughput } from './scenarios/cri_throughput.ts';
+import { eventCounting } from './scenarios/event_counting.ts';
 
 /** Add new benchmarks here. */
-const SCENARIOS: Scenario[] = [criThroughput];
+const SCENARIOS: Scenario[] = [criThroughput, eventCounting];
 
 async function main(): Promise<number> {
   const args = process.argv.slice(2);
