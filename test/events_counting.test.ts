@@ -151,6 +151,22 @@ describe('kubernetes_events counting (kubernetes-events.md §4)', () => {
     await a.stop();
   });
 
+  it('log records not yet accepted by the outputs at a stop are sent again after the restart, the counters untouched', async () => {
+    let a = await h.agent('a', { leader_election: false });
+    await h.watching();
+    a.accepting = false; // an output that has not confirmed anything yet
+    h.api.create('events', kubeletEvent(2));
+    h.api.create('events', kubeletEvent(1, { reason: 'Killing', type: 'Normal', message: 'Stopping container app' }));
+    await waitFor('counted', async () => (await total(a)) === 2 && a.source.pendingRecords === 2, 5000);
+    await a.stop(); // settled() times out: the two records stay in the checkpoint
+    a = await h.agent('a', { leader_election: false });
+    await waitFor('re-sent', () => a.records.length === 2, 5000);
+    expect(a.records.map((r) => r.attributes['k8s.event.reason']).sort()).toEqual(['BackOff', 'Killing']);
+    await waitFor('accepted', () => a.source.pendingRecords === 0, 5000);
+    expect(await series(a.metrics, 'k8s_events_total')).toEqual([]); // nothing counted twice
+    await a.stop();
+  });
+
   it('50,000 events in a burst: all counted, memory bounded by max_tracked_events and max_pending_records, drops counted', async () => {
     const a = await h.agent('a', { leader_election: false, max_tracked_events: 10_000, max_pending_records: 1000 });
     await h.watching();
