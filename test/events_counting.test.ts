@@ -1,16 +1,11 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { makeEvent, seconds, type FakeObject } from './fakes/kube_api_server.ts';
-import { EventsHarness, metricValue, series } from './events_harness.ts';
+import { EventsHarness, harnessPerTest, metricValue, series } from './events_harness.ts';
 import { waitFor } from './helpers/child_agent.ts';
 
+const harness = harnessPerTest();
 let h: EventsHarness;
-beforeEach(async () => {
-  h = new EventsHarness();
-  await h.start();
-});
-afterEach(async () => {
-  await h.close();
-});
+beforeEach(() => void (h = harness()));
 
 const pod = { kind: 'Pod', name: 'web-1', namespace: 'shop', uid: 'pod-uid-1' };
 const backOff = { namespace: 'shop', kind: 'Pod', reason: 'BackOff', type: 'Warning', component: 'kubelet' };

@@ -249,23 +249,7 @@ export class KubernetesEventsSource implements Source {
   private deliver(e: NormalizedEvent, delta: number): void {
     this.dirty = true;
     if (delta <= 0) return;
-    const o: EventOccurrence = {
-      uid: e.uid,
-      namespace: e.namespace,
-      name: e.name,
-      reason: e.reason,
-      type: e.type,
-      note: e.note,
-      component: e.component,
-      instance: e.instance,
-      action: e.action,
-      regarding: e.regarding,
-      related: e.related,
-      delta,
-      occurrences: e.occurrences,
-      firstSeenMs: e.firstSeenMs,
-      lastSeenMs: e.lastSeenMs,
-    };
+    const o: EventOccurrence = { ...e, delta };
     for (const s of this.sinks) {
       try {
         s.onEvent(o);
