@@ -1,3 +1,5 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { makeEvent, seconds, type FakeObject } from './fakes/kube_api_server.ts';
 import { EventsHarness, harnessPerTest, metricValue, series } from './events_harness.ts';
@@ -159,6 +161,19 @@ describe('kubernetes_events counting (kubernetes-events.md §4)', () => {
     expect(a.records.map((r) => r.attributes['k8s.event.reason']).sort()).toEqual(['BackOff', 'Killing']);
     await waitFor('accepted', () => a.source.pendingRecords === 0, 5000);
     expect(await series(a.metrics, 'k8s_events_total')).toEqual([]); // nothing counted twice
+    await a.stop();
+  });
+
+  it('a corrupt checkpoint is reported and the source starts as on a first run: seeds, counts only what is new', async () => {
+    mkdirSync(join(h.dir, 'a', 'checkpoints'), { recursive: true });
+    writeFileSync(join(h.dir, 'a', 'checkpoints', 'a.events.json'), '{"version":1,"counter":{"seen":[[');
+    h.api.create('events', kubeletEvent(9));
+    const a = await h.agent('a', { leader_election: false });
+    await h.watching();
+    expect(a.logs.join('')).toMatch(/ignoring checkpoint .*a\.events\.json/);
+    expect(await metricValue(a.metrics, 'telemetry_agent_checkpoint_errors_total', { source: 'a' })).toBe(1);
+    h.api.create('events', kubeletEvent(1));
+    await waitFor('only the new one', async () => (await total(a)) === 1, 5000);
     await a.stop();
   });
 

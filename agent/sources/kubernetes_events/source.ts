@@ -112,7 +112,14 @@ export class KubernetesEventsSource implements Source {
   }
 
   async start(): Promise<void> {
-    const saved = loadCheckpoint(this.checkpointPath);
+    let saved: ReturnType<typeof loadCheckpoint>;
+    try {
+      saved = loadCheckpoint(this.checkpointPath);
+    } catch (e) {
+      // unreadable state: start as on a first run (seed, count nothing old) rather than not at all
+      this.ctx.log.warn(`source ${this.name}: ignoring checkpoint ${this.checkpointPath}: ${(e as Error).message}`);
+      this.ctx.metrics.checkpointErrors.inc({ source: this.name });
+    }
     if (saved) {
       this.counter.restore(saved.counter);
       this.queue.push(...saved.records);
