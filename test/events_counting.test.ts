@@ -1,16 +1,13 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { makeEvent, seconds, type FakeObject } from './fakes/kube_api_server.ts';
-import { EventsHarness, metricValue, series } from './events_harness.ts';
+import { EventsHarness, harnessPerTest, metricValue, series } from './events_harness.ts';
 import { waitFor } from './helpers/child_agent.ts';
 
+const harness = harnessPerTest();
 let h: EventsHarness;
-beforeEach(async () => {
-  h = new EventsHarness();
-  await h.start();
-});
-afterEach(async () => {
-  await h.close();
-});
+beforeEach(() => void (h = harness()));
 
 const pod = { kind: 'Pod', name: 'web-1', namespace: 'shop', uid: 'pod-uid-1' };
 const backOff = { namespace: 'shop', kind: 'Pod', reason: 'BackOff', type: 'Warning', component: 'kubelet' };
@@ -148,6 +145,35 @@ describe('kubernetes_events counting (kubernetes-events.md §4)', () => {
     h.api.create('events', kubeletEvent(3, { first: ago(0), last: ago(0) }));
     a = await h.agent('a', { leader_election: false });
     await waitFor('3 after restart', async () => (await total(a)) === 3, 5000);
+    await a.stop();
+  });
+
+  it('log records not yet accepted by the outputs at a stop are sent again after the restart, the counters untouched', async () => {
+    let a = await h.agent('a', { leader_election: false });
+    await h.watching();
+    a.accepting = false; // an output that has not confirmed anything yet
+    h.api.create('events', kubeletEvent(2));
+    h.api.create('events', kubeletEvent(1, { reason: 'Killing', type: 'Normal', message: 'Stopping container app' }));
+    await waitFor('counted', async () => (await total(a)) === 2 && a.source.pendingRecords === 2, 5000);
+    await a.stop(); // settled() times out: the two records stay in the checkpoint
+    a = await h.agent('a', { leader_election: false });
+    await waitFor('re-sent', () => a.records.length === 2, 5000);
+    expect(a.records.map((r) => r.attributes['k8s.event.reason']).sort()).toEqual(['BackOff', 'Killing']);
+    await waitFor('accepted', () => a.source.pendingRecords === 0, 5000);
+    expect(await series(a.metrics, 'k8s_events_total')).toEqual([]); // nothing counted twice
+    await a.stop();
+  });
+
+  it('a corrupt checkpoint is reported and the source starts as on a first run: seeds, counts only what is new', async () => {
+    mkdirSync(join(h.dir, 'a', 'checkpoints'), { recursive: true });
+    writeFileSync(join(h.dir, 'a', 'checkpoints', 'a.events.json'), '{"version":1,"counter":{"seen":[[');
+    h.api.create('events', kubeletEvent(9));
+    const a = await h.agent('a', { leader_election: false });
+    await h.watching();
+    expect(a.logs.join('')).toMatch(/ignoring checkpoint .*a\.events\.json/);
+    expect(await metricValue(a.metrics, 'telemetry_agent_checkpoint_errors_total', { source: 'a' })).toBe(1);
+    h.api.create('events', kubeletEvent(1));
+    await waitFor('only the new one', async () => (await total(a)) === 1, 5000);
     await a.stop();
   });
 

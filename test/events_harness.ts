@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { afterEach, beforeEach } from 'vitest';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KubeAccess } from '../agent/kube/kube_access.ts';
@@ -85,6 +86,19 @@ export class EventsHarness {
     await this.api.close();
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** A fresh harness (fake API, scratch folder) for every test of the calling suite. */
+export function harnessPerTest(options: FakeKubeApiServerOptions = {}): () => EventsHarness {
+  let h: EventsHarness | undefined;
+  beforeEach(async () => {
+    h = new EventsHarness(options);
+    await h.start();
+  });
+  afterEach(async () => {
+    await h?.close();
+  });
+  return () => h!;
 }
 
 /** The value of one series of a counter or gauge (0 when absent); `labels` must match exactly. */

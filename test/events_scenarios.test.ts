@@ -1,7 +1,7 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { SelfMetrics } from '../agent/metrics.ts';
 import { makeEvent, makePod, seconds, uid, type EventInput, type FakeObject } from './fakes/kube_api_server.ts';
-import { EventsHarness, type EventsAgent } from './events_harness.ts';
+import { EventsHarness, harnessPerTest, type EventsAgent } from './events_harness.ts';
 import { waitFor } from './helpers/child_agent.ts';
 
 /**
@@ -275,14 +275,9 @@ const scenarios: { name: string; setup?: (h: EventsHarness) => void; steps: Step
   },
 ];
 
+const harness = harnessPerTest();
 let h: EventsHarness;
-beforeEach(async () => {
-  h = new EventsHarness();
-  await h.start();
-});
-afterEach(async () => {
-  await h.close();
-});
+beforeEach(() => void (h = harness()));
 
 describe('replayed event sequences give exact metrics', () => {
   for (const sc of scenarios) {

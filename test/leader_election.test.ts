@@ -181,8 +181,9 @@ describe('two agent processes against one API', () => {
       api.create('events', makeEvent({ regarding, reason: 'Killing', message: 'Stopping container app', component: 'kubelet', host: 'n1', count: 2 }));
       await waitFor('the follower leads', async () => value(await scrape(follower), 'telemetry_agent_leader') === 1, 10_000, 50);
       const takeoverMs = Date.now() - killedAt;
-      // one lease duration from the last renewal, plus at most two retry periods of observation
-      expect(takeoverMs).toBeLessThan(3000 + 2 * 500 + 500);
+      // one lease duration from the last renewal, plus up to two retry periods of observation, plus
+      // a second of slack for a loaded machine (3 processes on 2 cores)
+      expect(takeoverMs).toBeLessThan(3000 + 2 * 500 + 1000);
       const killing = 'k8s_events_total{namespace="shop",kind="Pod",reason="Killing",type="Normal",component="kubelet"}';
       await waitFor('the gap counted by the new leader', async () => value(await scrape(follower), killing) === 2, 10_000);
       // history the old leader counted is not counted again

@@ -57,6 +57,15 @@ export function eventRecord(o: EventOccurrence, clusterName: string | undefined,
   };
 }
 
+/** Event times are whole seconds and repeat across records: formatting them once each is most of the cost saved. */
+const isoCache = new Map<number, string>();
+
 function iso(ms: number): string {
-  return new Date(ms).toISOString().replace(/Z$/, '000000Z');
+  let s = isoCache.get(ms);
+  if (s === undefined) {
+    if (isoCache.size >= 4096) isoCache.clear();
+    s = new Date(ms).toISOString().replace(/Z$/, '000000Z');
+    isoCache.set(ms, s);
+  }
+  return s;
 }

@@ -1,4 +1,4 @@
-import type { ObjectRef } from '../../cluster/observation.ts';
+import type { EventOccurrence, ObjectRef } from '../../cluster/observation.ts';
 import type { KubeObject } from '../../kube/types.ts';
 
 /**
@@ -6,22 +6,7 @@ import type { KubeObject } from '../../kube/types.ts';
  * metrics and log records use (kubernetes-events.md §1). It keeps `metadata` so the list+watch cache
  * can hold it instead of the whole object: 50,000 cached events stay a few tens of MiB.
  */
-export interface NormalizedEvent extends KubeObject {
-  readonly uid: string;
-  readonly namespace: string;
-  readonly name: string;
-  readonly reason: string;
-  readonly type: string;
-  readonly note: string;
-  readonly component: string;
-  readonly instance?: string;
-  readonly action?: string;
-  readonly regarding: ObjectRef;
-  readonly related?: ObjectRef;
-  readonly occurrences: number;
-  readonly firstSeenMs: number;
-  readonly lastSeenMs: number;
-}
+export interface NormalizedEvent extends KubeObject, Omit<EventOccurrence, 'delta'> {}
 
 /** Notes are advised to stay under 1 kB but may reach 64 kB; what is kept of them. */
 export const MAX_NOTE_BYTES = 4096;

@@ -119,7 +119,14 @@ export class KubernetesEventsSource implements Source {
   }
 
   async start(): Promise<void> {
-    const saved = loadCheckpoint(this.checkpointPath);
+    let saved: ReturnType<typeof loadCheckpoint>;
+    try {
+      saved = loadCheckpoint(this.checkpointPath);
+    } catch (e) {
+      // unreadable state: start as on a first run (seed, count nothing old) rather than not at all
+      this.ctx.log.warn(`source ${this.name}: ignoring checkpoint ${this.checkpointPath}: ${(e as Error).message}`);
+      this.ctx.metrics.checkpointErrors.inc({ source: this.name });
+    }
     if (saved) {
       this.counter.restore(saved.counter);
       this.queue.push(...saved.records);
@@ -259,23 +266,7 @@ export class KubernetesEventsSource implements Source {
   private deliver(e: NormalizedEvent, delta: number): void {
     this.dirty = true;
     if (delta <= 0) return;
-    const o: EventOccurrence = {
-      uid: e.uid,
-      namespace: e.namespace,
-      name: e.name,
-      reason: e.reason,
-      type: e.type,
-      note: e.note,
-      component: e.component,
-      instance: e.instance,
-      action: e.action,
-      regarding: e.regarding,
-      related: e.related,
-      delta,
-      occurrences: e.occurrences,
-      firstSeenMs: e.firstSeenMs,
-      lastSeenMs: e.lastSeenMs,
-    };
+    const o: EventOccurrence = { ...e, delta };
     for (const s of this.sinks) {
       try {
         s.onEvent(o);
