@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { duration, size } from '../../config/types.ts';
+import { enrichmentKeys } from '../../enrichment/config.ts';
 
 export const containerLogsConfig = z.strictObject({
   type: z.literal('container_logs'),
@@ -25,5 +26,8 @@ export const containerLogsConfig = z.strictObject({
   max_open_files: z.number().int().min(8).default(1024),
   /** Records read but not yet acknowledged by every output; reading pauses above it. */
   max_unacked_bytes: size('256KiB').default(256 * 1024),
+
+  // ---- Pod metadata from the Kubernetes API, pod annotations, body parsing (agent/enrichment/) ----
+  ...enrichmentKeys,
 });
 export type ContainerLogsConfig = z.infer<typeof containerLogsConfig>;
