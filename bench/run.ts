@@ -12,9 +12,11 @@ import * as fs from 'node:fs';
 import { join, resolve } from 'node:path';
 import { formatTargets, type Scenario, type ScenarioContext } from './measure.ts';
 import { criThroughput } from './scenarios/cri_throughput.ts';
+import { enrichParse } from './scenarios/enrich_parse.ts';
+import { kubeApiLoad } from './scenarios/kube_api_load.ts';
 
 /** Add new benchmarks here. */
-const SCENARIOS: Scenario[] = [criThroughput];
+const SCENARIOS: Scenario[] = [criThroughput, enrichParse, kubeApiLoad];
 
 async function main(): Promise<number> {
   const args = process.argv.slice(2);
