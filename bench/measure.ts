@@ -246,6 +246,50 @@ function num(n: number, digits = 0): string {
   return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
+/** A non-negative integer from the environment (a benchmark knob), or `fallback` when unset. */
+export function intEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+/**
+ * Runs `fn` `repeat` times and returns the median run by lines per CPU-second (with the spread in its
+ * notes), or the error of the first failed run.
+ */
+export async function medianOfRuns(
+  name: string,
+  repeat: number,
+  fn: () => Promise<Measurement>,
+  log: (message: string) => void,
+): Promise<{ median: Measurement } | { error: string }> {
+  const runs: Measurement[] = [];
+  for (let i = 1; i <= repeat; i++) {
+    log(`running ${name}${repeat > 1 ? ` (${i}/${repeat})` : ''}...`);
+    try {
+      const m = await fn();
+      runs.push(m);
+      log(`  ${name}: ${m.lines} lines in ${m.wallSeconds.toFixed(2)} s wall, ${m.cpuSeconds.toFixed(2)} s CPU, peak RSS ${(m.peakRssBytes / MiB).toFixed(1)} MiB`);
+    } catch (err) {
+      const error = `${name} run failed: ${(err as Error).message}`;
+      log(`  ${error}`);
+      return { error };
+    }
+  }
+  runs.sort((a, b) => linesPerCpuSecond(a) - linesPerCpuSecond(b));
+  const median = runs[Math.floor(runs.length / 2)]!;
+  if (runs.length > 1) {
+    const rss = runs.map((r) => r.peakRssBytes / MiB);
+    median.notes = [
+      ...(median.notes ?? []),
+      `median of ${runs.length} runs; lines/CPU-s ${Math.round(linesPerCpuSecond(runs[0]!))}..${Math.round(linesPerCpuSecond(runs[runs.length - 1]!))}, peak RSS ${Math.min(...rss).toFixed(1)}..${Math.max(...rss).toFixed(1)} MiB`,
+    ];
+  }
+  return { median };
+}
+
 export function linesPerCpuSecond(m: Measurement): number {
   return m.cpuSeconds > 0 ? m.lines / m.cpuSeconds : NaN;
 }

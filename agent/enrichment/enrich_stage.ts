@@ -118,13 +118,7 @@ export class EnrichStage implements Emitter {
 
   /** A record of a file that has a batch held must queue behind it. */
   private followsHeld(records: LogRecord[]): boolean {
-    let last: Attributes | undefined;
-    for (const r of records) {
-      if (r.resource === last) continue;
-      last = r.resource;
-      for (const h of this.held) if (h.resources.has(last)) return true;
-    }
-    return false;
+    return someResource(records, (resource) => this.held.some((h) => h.resources.has(resource)));
   }
 
   /**
@@ -158,13 +152,7 @@ export class EnrichStage implements Emitter {
   private allKnown(records: LogRecord[]): boolean {
     const annotator = this.annotatorNow();
     if (!annotator) return false;
-    let last: Attributes | undefined;
-    for (const r of records) {
-      if (r.resource === last) continue;
-      last = r.resource;
-      if (!annotator.annotate(last).complete && hasPodIdentity(last)) return false;
-    }
-    return true;
+    return !someResource(records, (resource) => !annotator.annotate(resource).complete && hasPodIdentity(resource));
   }
 
   /** Enrich, drop excluded, parse; then hand over. The acknowledgement covers the whole batch. */
@@ -219,6 +207,17 @@ export class EnrichStage implements Emitter {
         `ignoring annotations ${ann.steering.invalid.join(', ')} (exclude takes "true"/"false", parser takes none, json or logfmt)`,
     );
   }
+}
+
+/** `test` on each resource of a batch, once per run of records sharing it (records of a file share one). */
+function someResource(records: LogRecord[], test: (resource: Attributes) => boolean): boolean {
+  let last: Attributes | undefined;
+  for (const r of records) {
+    if (r.resource === last) continue;
+    last = r.resource;
+    if (test(last)) return true;
+  }
+  return false;
 }
 
 function hasPodIdentity(resource: Attributes): boolean {

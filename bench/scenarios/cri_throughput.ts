@@ -21,7 +21,9 @@ import {
   countLines,
   firstAndLastLine,
   freePort,
+  intEnv,
   linesPerCpuSecond,
+  medianOfRuns,
   runReportingChild,
   throughputTable,
   warmPageCache,
@@ -37,14 +39,6 @@ const NAIVE_RATIO_TARGET = 0.8;
 const RSS_TARGET_MIB = 150;
 export const AGENT_SOURCE_NAME = 'containers';
 export const AGENT_OUTPUT_NAME = 'bench_file';
-
-function intEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, got ${JSON.stringify(raw)}`);
-  return n;
-}
 
 /** Checks that an NDJSON line has the record shape of design.md; returns a problem or undefined. */
 function shapeProblem(line: string): string | undefined {
@@ -95,31 +89,9 @@ export const criThroughput: Scenario = {
     let agentRun = 0;
     const measure = async (name: string, fn: () => Promise<Measurement>) => {
       if (!only.has(name)) return;
-      const runs: Measurement[] = [];
-      for (let i = 1; i <= repeat; i++) {
-        ctx.log(`running ${name}${repeat > 1 ? ` (${i}/${repeat})` : ''}...`);
-        try {
-          const m = await fn();
-          runs.push(m);
-          ctx.log(`  ${name}: ${m.lines} lines in ${m.wallSeconds.toFixed(2)} s wall, ${m.cpuSeconds.toFixed(2)} s CPU, peak RSS ${(m.peakRssBytes / MiB).toFixed(1)} MiB`);
-        } catch (err) {
-          const message = `${name} run failed: ${(err as Error).message}`;
-          errors.push(message);
-          ctx.log(`  ${message}`);
-          return;
-        }
-      }
-      // The median run by lines per CPU-second stands for all; the spread goes into the notes.
-      runs.sort((a, b) => linesPerCpuSecond(a) - linesPerCpuSecond(b));
-      const median = runs[Math.floor(runs.length / 2)]!;
-      if (runs.length > 1) {
-        const rss = runs.map((r) => r.peakRssBytes / MiB);
-        median.notes = [
-          ...(median.notes ?? []),
-          `median of ${runs.length} runs; lines/CPU-s ${Math.round(linesPerCpuSecond(runs[0]!))}..${Math.round(linesPerCpuSecond(runs[runs.length - 1]!))}, peak RSS ${Math.min(...rss).toFixed(1)}..${Math.max(...rss).toFixed(1)} MiB`,
-        ];
-      }
-      measurements.push(median);
+      const result = await medianOfRuns(name, repeat, fn, ctx.log);
+      if ('error' in result) errors.push(result.error);
+      else measurements.push(result.median);
     };
     const checkOutput = (path: string, m: Measurement): void => {
       const n = countLines(path);

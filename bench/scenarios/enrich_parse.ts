@@ -22,7 +22,8 @@ import {
   countLines,
   firstAndLastLine,
   freePort,
-  linesPerCpuSecond,
+  intEnv,
+  medianOfRuns,
   runReportingChild,
   throughputTable,
   warmPageCache,
@@ -99,14 +100,6 @@ function ensureCorpus(dataDir: string, mib: number): EnrichCorpus {
   const corpus: EnrichCorpus = { containersDir, paths, lines, bytes, pods };
   fs.writeFileSync(manifest, JSON.stringify(corpus));
   return corpus;
-}
-
-function intEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, got ${JSON.stringify(raw)}`);
-  return n;
 }
 
 export const enrichParse: Scenario = {
@@ -193,18 +186,9 @@ export const enrichParse: Scenario = {
 
     const measure = async (name: string, fn: () => Promise<Measurement>) => {
       if (!only.has(name)) return;
-      const runs: Measurement[] = [];
-      for (let i = 1; i <= repeat; i++) {
-        ctx.log(`running ${name}${repeat > 1 ? ` (${i}/${repeat})` : ''}...`);
-        try {
-          runs.push(await fn());
-        } catch (err) {
-          errors.push(`${name} run failed: ${(err as Error).message}`);
-          return;
-        }
-      }
-      runs.sort((a, b) => linesPerCpuSecond(a) - linesPerCpuSecond(b));
-      measurements.push(runs[Math.floor(runs.length / 2)]!);
+      const result = await medianOfRuns(name, repeat, fn, ctx.log);
+      if ('error' in result) errors.push(result.error);
+      else measurements.push(result.median);
     };
 
     try {
