@@ -36,7 +36,8 @@ describe('pod annotations in the running agent', () => {
     const fake = new FakeKubeApiServer();
     await fake.start();
     cleanups.push(() => fake.close());
-    const h = new AgentHarness({ kubernetes: { mode: 'kubeconfig' } });
+    // A long wait: records go out as soon as their pod is known, however busy the machine.
+    const h = new AgentHarness({ kubernetes: { mode: 'kubeconfig' }, source: { kubernetes_metadata: { wait_for_pod: '30s' } } });
     cleanups.push(() => h.stop());
     (h as unknown as { kubernetes: Record<string, string> }).kubernetes.kubeconfig = writeKubeconfig(h.tree.root, { server: fake.url, insecure: true });
 

@@ -55,7 +55,8 @@ function bodiesOf(records: OutRecord[], prefix: string): OutRecord[] {
 
 describe('enrichment against the API', () => {
   it('gives every record of 200 pods of mixed owners its pod metadata', async () => {
-    const { fake, h } = await setup();
+    // A long wait: records go out as soon as their pod and owners are known, however busy the machine.
+    const { fake, h } = await setup({ source: { kubernetes_metadata: { wait_for_pod: '30s' } } });
     const pods = populateNodePods(fake, NODE, 200);
     const byFile = new Map<string, { log: ContainerLog; expected: Record<string, unknown> }>();
     for (const [i, p] of pods.entries()) {
@@ -89,6 +90,7 @@ describe('enrichment against the API', () => {
     const { fake, h } = await setup({
       source: {
         kubernetes_metadata: {
+          wait_for_pod: '30s',
           pod_labels: { include: ['app*', 'team'], exclude: ['app.kubernetes.io/*'] },
           pod_annotations: { include: ['example.com/*'] },
           namespace_labels: { include: ['team'] },
@@ -201,7 +203,7 @@ describe('enrichment against the API', () => {
   });
 
   it('enriches the last logs of a deleted pod during pod_grace_period, and counts them after it', async () => {
-    const { fake, h } = await setup({ kubernetes: { pod_grace_period: '1500ms' }, source: { kubernetes_metadata: { wait_for_pod: '200ms' } } });
+    const { fake, h } = await setup({ kubernetes: { pod_grace_period: '3s' }, source: { kubernetes_metadata: { wait_for_pod: '200ms' } } });
     const pod = fake.create('pods', makePod({ uid: uid(), name: 'gone', namespace: 'shop', nodeName: NODE, labels: { app: 'gone' } }));
     const c = h.tree.container({ namespace: 'shop', pod: 'gone', uid: pod.metadata.uid!, content: lines('alive', 2) });
     await h.start();
