@@ -246,7 +246,11 @@ function num(n: number, digits = 0): string {
   return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
-/** A non-negative integer from the environment (a benchmark knob), or `fallback` when unset. */
+export function linesPerCpuSecond(m: Measurement): number {
+  return m.cpuSeconds > 0 ? m.lines / m.cpuSeconds : NaN;
+}
+
+/** A scenario's integer knob from the environment (`BENCH_MIB`…), `fallback` when unset. */
 export function intEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
@@ -256,27 +260,16 @@ export function intEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): 
 }
 
 /**
- * Runs `fn` `repeat` times and returns the median run by lines per CPU-second (with the spread in its
- * notes), or the error of the first failed run.
+ * Runs one program `repeat` times (BENCH_REPEAT) and returns the median run by lines per
+ * CPU-second, the spread in its notes. Throws the first failed run's error.
  */
-export async function medianOfRuns(
-  name: string,
-  repeat: number,
-  fn: () => Promise<Measurement>,
-  log: (message: string) => void,
-): Promise<{ median: Measurement } | { error: string }> {
+export async function medianRun(name: string, repeat: number, log: (m: string) => void, run: (i: number) => Promise<Measurement>): Promise<Measurement> {
   const runs: Measurement[] = [];
   for (let i = 1; i <= repeat; i++) {
     log(`running ${name}${repeat > 1 ? ` (${i}/${repeat})` : ''}...`);
-    try {
-      const m = await fn();
-      runs.push(m);
-      log(`  ${name}: ${m.lines} lines in ${m.wallSeconds.toFixed(2)} s wall, ${m.cpuSeconds.toFixed(2)} s CPU, peak RSS ${(m.peakRssBytes / MiB).toFixed(1)} MiB`);
-    } catch (err) {
-      const error = `${name} run failed: ${(err as Error).message}`;
-      log(`  ${error}`);
-      return { error };
-    }
+    const m = await run(i);
+    runs.push(m);
+    log(`  ${name}: ${m.lines} lines in ${m.wallSeconds.toFixed(2)} s wall, ${m.cpuSeconds.toFixed(2)} s CPU, peak RSS ${(m.peakRssBytes / MiB).toFixed(1)} MiB`);
   }
   runs.sort((a, b) => linesPerCpuSecond(a) - linesPerCpuSecond(b));
   const median = runs[Math.floor(runs.length / 2)]!;
@@ -287,11 +280,7 @@ export async function medianOfRuns(
       `median of ${runs.length} runs; lines/CPU-s ${Math.round(linesPerCpuSecond(runs[0]!))}..${Math.round(linesPerCpuSecond(runs[runs.length - 1]!))}, peak RSS ${Math.min(...rss).toFixed(1)}..${Math.max(...rss).toFixed(1)} MiB`,
     ];
   }
-  return { median };
-}
-
-export function linesPerCpuSecond(m: Measurement): number {
-  return m.cpuSeconds > 0 ? m.lines / m.cpuSeconds : NaN;
+  return median;
 }
 
 /**

@@ -23,7 +23,7 @@ import {
   freePort,
   intEnv,
   linesPerCpuSecond,
-  medianOfRuns,
+  medianRun,
   runReportingChild,
   throughputTable,
   warmPageCache,
@@ -89,9 +89,13 @@ export const criThroughput: Scenario = {
     let agentRun = 0;
     const measure = async (name: string, fn: () => Promise<Measurement>) => {
       if (!only.has(name)) return;
-      const result = await medianOfRuns(name, repeat, fn, ctx.log);
-      if ('error' in result) errors.push(result.error);
-      else measurements.push(result.median);
+      try {
+        measurements.push(await medianRun(name, repeat, ctx.log, fn));
+      } catch (err) {
+        const message = `${name} run failed: ${(err as Error).message}`;
+        errors.push(message);
+        ctx.log(`  ${message}`);
+      }
     };
     const checkOutput = (path: string, m: Measurement): void => {
       const n = countLines(path);

@@ -23,7 +23,7 @@ import {
   firstAndLastLine,
   freePort,
   intEnv,
-  medianOfRuns,
+  medianRun,
   runReportingChild,
   throughputTable,
   warmPageCache,
@@ -186,9 +186,11 @@ export const enrichParse: Scenario = {
 
     const measure = async (name: string, fn: () => Promise<Measurement>) => {
       if (!only.has(name)) return;
-      const result = await medianOfRuns(name, repeat, fn, ctx.log);
-      if ('error' in result) errors.push(result.error);
-      else measurements.push(result.median);
+      try {
+        measurements.push(await medianRun(name, repeat, ctx.log, fn));
+      } catch (err) {
+        errors.push(`${name} run failed: ${(err as Error).message}`);
+      }
     };
 
     try {
