@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { isDeepStrictEqual } from 'node:util';
 import type { AgentConfig } from './config/schema.ts';
 import { parserFromConfig } from './enrichment/body_parser.ts';
+import { podMetadataConfig } from './enrichment/config.ts';
 import { EnrichStage } from './enrichment/enrich_stage.ts';
 import { SharedPodCache } from './enrichment/shared_pod_cache.ts';
 import { KubeAccess } from './kube/kube_access.ts';
@@ -93,18 +94,18 @@ export class Agent {
     });
   }
 
-  /** source -> enrich -> parse -> pipeline, for container sources that enrich or parse. */
+  /** source -> enrich -> parse -> pipeline, for container sources that enrich or parse (journald: parse only). */
   private emitter(name: string, srcCfg: AgentConfig['sources'][string]) {
     const plain = this.pipeline.emitterFor(name);
     this.stages.delete(name);
-    if (srcCfg.type !== 'container_logs') return plain;
-    const enrich = srcCfg.kubernetes_metadata.enabled && this.kube.enabled;
+    if (srcCfg.type !== 'container_logs' && srcCfg.type !== 'journald') return plain;
+    const enrich = srcCfg.type === 'container_logs' && srcCfg.kubernetes_metadata.enabled && this.kube.enabled;
     if (!enrich && srcCfg.parser === 'none') return plain;
     const stage = new EnrichStage({
       source: name,
       inner: plain,
       pods: enrich ? this.podCache : undefined,
-      metadata: srcCfg.kubernetes_metadata,
+      metadata: srcCfg.type === 'container_logs' ? srcCfg.kubernetes_metadata : podMetadataConfig.parse({}),
       parser: parserFromConfig(srcCfg.parser, `sources.${name}.parser`),
       timestampFromBody: srcCfg.timestamp_from_body,
       metrics: this.metrics,

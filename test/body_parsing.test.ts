@@ -1,8 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { Agent } from '../agent/agent.ts';
 import { ConfigError, parseConfig } from '../agent/config/load.ts';
-import { AgentHarness, agentConfigYaml, criLines, NodeTree, SOURCE, type ConfigValue } from './helpers/agent_harness.ts';
+import { createLogger } from '../agent/log.ts';
+import { AgentHarness, agentConfigYaml, criLines, NodeTree, readRecords, scrapeMetric, SOURCE, type ConfigValue } from './helpers/agent_harness.ts';
+import { waitFor } from './helpers/child_agent.ts';
+import { JOURNAL_REMOTE, JournalFixture, journalToolsAvailable } from './helpers/journal_fixture.ts';
 
-/** Body parsing per source (`parser`), in the running agent, without any Kubernetes API. */
+/** Body parsing per source (`parser`: container_logs, and journald's MESSAGE), in the running agent, without any Kubernetes API. */
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -80,5 +85,49 @@ describe('parser: logfmt and regex', () => {
     expect(configProblems({ parser: { regex: '^\\d+$' } })).toEqual([expect.stringMatching(/^sources\.containers\.parser\.regex: the regex has no named groups/)]);
     expect(configProblems({ parser: 'yaml' })).toEqual([expect.stringMatching(/^sources\.containers\.parser: /)]);
     expect(configProblems({ parser: { regex: '^(?<a>x)' } })).toEqual([]);
+  });
+});
+
+describe('parser on journald', () => {
+  const tools = journalToolsAvailable();
+  it('parses JSON messages and keeps the journal PRIORITY as the severity', async (ctx) => {
+    if (!tools) {
+      if (process.env.CI) throw new Error(`journalctl and ${JOURNAL_REMOTE} are needed for this test`);
+      ctx.skip(`journalctl or ${JOURNAL_REMOTE} missing (apt-get install systemd-journal-remote)`);
+    }
+    const tree = new NodeTree('kta-journal-parse-');
+    cleanups.push(() => tree.remove());
+    const journal = new JournalFixture(join(tree.root, 'journal'));
+    journal.write([
+      { message: '{"level":"debug","msg":"cache warm","ts":"2026-11-20T08:00:00Z"}', identifier: 'app', priority: 3 },
+      { message: 'not json', identifier: 'app', priority: 6 },
+    ]);
+    const yaml = [
+      'node_name: test-node',
+      `data_dir: ${JSON.stringify(tree.dataDir)}`,
+      'server: { listen: "127.0.0.1:0" }',
+      'kubernetes: { mode: disabled }',
+      'sources:',
+      '  journal:',
+      '    type: journald',
+      `    directories: [${JSON.stringify(journal.dir)}]`,
+      '    parser: json',
+      '    timestamp_from_body: true',
+      'outputs:',
+      `  out: { type: file, inputs: [journal], path: ${JSON.stringify(tree.outputPath)} }`,
+      '',
+    ].join('\n');
+    const agent = new Agent(parseConfig(yaml, 'journal.yaml', {}), createLogger('error', () => {}));
+    cleanups.push(async () => void (await agent.stop()));
+    await agent.start();
+    const records = await waitFor('2 journal records', () => {
+      const r = readRecords(tree.outputPath);
+      return r.length >= 2 ? r : undefined;
+    }, 20_000);
+    expect(records.map((r) => r.body)).toEqual([{ level: 'debug', msg: 'cache warm', ts: '2026-11-20T08:00:00Z' }, 'not json']);
+    // the journal's own PRIORITY (3 = err) wins over the body's level
+    expect(records.map((r) => r.severity_text)).toEqual(['ERROR', 'INFO']);
+    expect(records[0]!.timestamp).toBe('2026-11-20T08:00:00.000000000Z');
+    expect(await scrapeMetric(`http://127.0.0.1:${agent.address!.port}`, 'telemetry_agent_parse_errors_total', { source: 'journal', parser: 'json' })).toBe(1);
   });
 });
