@@ -1,6 +1,10 @@
 import type { AddressInfo } from 'node:net';
 import { isDeepStrictEqual } from 'node:util';
 import type { AgentConfig } from './config/schema.ts';
+import { parserFromConfig } from './enrichment/body_parser.ts';
+import { podMetadataConfig } from './enrichment/config.ts';
+import { EnrichStage } from './enrichment/enrich_stage.ts';
+import { SharedPodCache } from './enrichment/shared_pod_cache.ts';
 import { KubeAccess } from './kube/kube_access.ts';
 import { createLogger, type Level, type Logger } from './log.ts';
 import { SelfMetrics } from './metrics.ts';
@@ -33,6 +37,8 @@ export class Agent {
   private readonly pipeline: Pipeline;
   private readonly kube: KubeAccess;
   private readonly sources = new Map<string, Source>();
+  private readonly podCache: SharedPodCache;
+  private readonly stages = new Map<string, EnrichStage>();
   private server: AgentServer;
   private stopping = false;
   private reloading: Promise<void> = Promise.resolve();
@@ -45,7 +51,21 @@ export class Agent {
     this.log = log ?? own!;
     this.setLevel = (l) => own?.setLevel(l);
     this.pipeline = new Pipeline(this.metrics);
-    this.kube = new KubeAccess({ mode: config.kubernetes.mode, kubeconfig: config.kubernetes.kubeconfig }, this.log);
+    this.kube = new KubeAccess(
+      { mode: config.kubernetes.mode, kubeconfig: config.kubernetes.kubeconfig, context: config.kubernetes.context },
+      this.log,
+    );
+    // `kubernetes` is restart-only, so the namespace watch is decided once, from the first config.
+    this.podCache = new SharedPodCache({
+      kube: this.kube,
+      nodeName: config.node_name,
+      deletedGraceMs: config.kubernetes.pod_grace_period,
+      namespaceMetadata: Object.values(config.sources).some(
+        (s) => s.type === 'container_logs' && s.kubernetes_metadata.enabled && s.kubernetes_metadata.namespace_labels.include.length > 0,
+      ),
+      metrics: this.metrics,
+      log: this.log,
+    });
     const runners = new Map<string, OutputRunner>();
     for (const [name, outCfg] of Object.entries(config.outputs)) runners.set(name, this.runner(name, outCfg));
     this.pipeline.setRoutes(runners, inputsOf(config));
@@ -69,9 +89,30 @@ export class Agent {
       dataDir: config.data_dir,
       metrics: this.metrics,
       log: this.log,
-      emitter: this.pipeline.emitterFor(name),
+      emitter: this.emitter(name, srcCfg),
       kube: this.kube,
     });
+  }
+
+  /** source -> enrich -> parse -> pipeline, for container sources that enrich or parse (journald: parse only). */
+  private emitter(name: string, srcCfg: AgentConfig['sources'][string]) {
+    const plain = this.pipeline.emitterFor(name);
+    this.stages.delete(name);
+    if (srcCfg.type !== 'container_logs' && srcCfg.type !== 'journald') return plain;
+    const enrich = srcCfg.type === 'container_logs' && srcCfg.kubernetes_metadata.enabled && this.kube.enabled;
+    if (!enrich && srcCfg.parser === 'none') return plain;
+    const stage = new EnrichStage({
+      source: name,
+      inner: plain,
+      pods: enrich ? this.podCache : undefined,
+      metadata: srcCfg.type === 'container_logs' ? srcCfg.kubernetes_metadata : podMetadataConfig.parse({}),
+      parser: parserFromConfig(srcCfg.parser, `sources.${name}.parser`),
+      timestampFromBody: srcCfg.timestamp_from_body,
+      metrics: this.metrics,
+      log: this.log,
+    });
+    this.stages.set(name, stage);
+    return stage;
   }
 
   private newServer(): AgentServer {
@@ -120,6 +161,8 @@ export class Agent {
       stale.map(async (name) => {
         const source = this.sources.get(name)!;
         await source.stopReading();
+        this.stages.get(name)?.flush();
+        this.stages.delete(name);
         await source.settled(deadline());
         await source.close();
         this.sources.delete(name);
@@ -194,6 +237,7 @@ export class Agent {
     const deadline = Date.now() + this.config.shutdown_timeout;
     const sources = [...this.sources.values()];
     await Promise.race([Promise.all(sources.map((s) => s.stopReading())), sleep(this.config.shutdown_timeout)]);
+    for (const stage of this.stages.values()) stage.flush();
     const drained = await this.pipeline.drain(Math.max(0, deadline - Date.now()));
     if (!drained) {
       this.log.warn(`shutdown_timeout (${this.config.shutdown_timeout} ms) reached with records not yet accepted; they are read again on the next start`);
@@ -201,6 +245,7 @@ export class Agent {
     }
     await Promise.all(sources.map((s) => s.close()));
     await Promise.all([...this.pipeline.runners.values()].map((r) => r.output.close().catch(() => undefined)));
+    await this.podCache.stop();
     await this.kube.close();
     await this.server.close();
     return { drained };

@@ -41,6 +41,11 @@ export class SelfMetrics {
     ['source', 'reason'],
   );
   readonly kubeWatchRestarts = this.counter('telemetry_agent_kube_watch_restarts_total', 'Kubernetes watches restarted, by reason.', ['resource', 'reason']);
+  readonly unenrichedRecords = this.counter(
+    'telemetry_agent_unenriched_records_total',
+    'Container records sent without (all) pod metadata from the API, by reason (api_unavailable, pod_unknown, owner_unknown, wait_buffer_full).',
+    ['source', 'reason'],
+  );
   readonly configReloads = this.counter('telemetry_agent_config_reloads_total', 'Config reloads, by result.', ['result']);
   readonly leader = this.gauge('telemetry_agent_leader', '1 on the agent that leads cluster-scoped work.', []);
   readonly buildInfo = this.gauge('telemetry_agent_build_info', 'Always 1; labels carry the version.', ['version', 'node_version']);

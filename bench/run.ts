@@ -12,12 +12,14 @@ import * as fs from 'node:fs';
 import { join, resolve } from 'node:path';
 import { formatTargets, type Scenario, type ScenarioContext } from './measure.ts';
 import { criThroughput } from './scenarios/cri_throughput.ts';
+import { enrichParse } from './scenarios/enrich_parse.ts';
 import { eventCounting } from './scenarios/event_counting.ts';
+import { kubeApiLoad } from './scenarios/kube_api_load.ts';
 import { multilineCost } from './scenarios/multiline.ts';
 import { podStartupTracking } from './scenarios/pod_startup_tracking.ts';
 
 /** Add new benchmarks here. */
-const SCENARIOS: Scenario[] = [criThroughput, multilineCost, eventCounting, podStartupTracking];
+const SCENARIOS: Scenario[] = [criThroughput, multilineCost, enrichParse, kubeApiLoad, eventCounting, podStartupTracking];
 
 async function main(): Promise<number> {
   const args = process.argv.slice(2);

@@ -4,6 +4,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '../agent/config/load.ts';
+import { enrichmentKeys } from '../agent/enrichment/config.ts';
 import type { AgentConfig } from '../agent/config/schema.ts';
 import type { ContainerLogsConfig } from '../agent/sources/container_logs/config.ts';
 import { VERSION } from '../agent/version.ts';
@@ -59,7 +60,21 @@ describe('parseConfig: defaults', () => {
       multiline: null,
     });
     const knobs = ['max_line_bytes', 'glob_interval', 'poll_interval', 'partial_timeout', 'rotate_wait', 'checkpoint_interval', 'read_chunk', 'max_open_files', 'max_unacked_bytes'] as const;
-    expect(Object.keys(src).sort()).toEqual(['type', 'include', 'exclude', 'read_from', 'format', 'multiline', ...knobs].sort());
+    const enrichment = Object.keys(enrichmentKeys);
+    expect(Object.keys(src).sort()).toEqual(['type', 'include', 'exclude', 'read_from', 'format', 'multiline', ...knobs, ...enrichment].sort());
+    expect(src).toMatchObject({
+      parser: 'none',
+      timestamp_from_body: false,
+      kubernetes_metadata: {
+        enabled: true,
+        pod_labels: { include: ['*'], exclude: [] },
+        pod_annotations: { include: [], exclude: [] },
+        namespace_labels: { include: [], exclude: [] },
+        wait_for_pod: 2000,
+        wait_max_bytes: 4 * 1024 * 1024,
+      },
+    });
+    expect(cfg.kubernetes.pod_grace_period).toBe(5 * 60_000);
     for (const k of knobs) {
       expect(Number.isSafeInteger(src[k]), k).toBe(true);
       expect(src[k], k).toBeGreaterThan(0);

@@ -175,7 +175,7 @@ function checkAgentContainer(workload: IDaemonSet | IDeployment, config: AgentCo
   expect(spec.hostPID ?? false).toBe(false);
   expect(spec.hostIPC ?? false).toBe(false);
   expect(spec.securityContext?.seccompProfile?.type).toBe('RuntimeDefault');
-  // the API token is mounted exactly when the config reads the API
+  // A token only where the config reads the API (the account itself never mounts one by default).
   expect(spec.automountServiceAccountToken).toBe(config.kubernetes.mode !== 'disabled');
   expect(spec.terminationGracePeriodSeconds! * 1000, 'grace period above shutdown_timeout').toBeGreaterThan(config.shutdown_timeout);
 

@@ -33,6 +33,10 @@ export const configSchema = z
       .strictObject({
         mode: z.enum(['auto', 'in_cluster', 'kubeconfig', 'disabled']).default('auto'),
         kubeconfig: z.string().nullish(),
+        /** A kubeconfig context; default its current-context. */
+        context: z.string().nullish(),
+        /** A deleted pod's metadata stays this long: its last log lines are read after deletion. */
+        pod_grace_period: duration('5m').default(5 * 60_000),
       })
       .prefault({}),
     sources: z.record(componentName, pluginUnion(sourcePlugins)).default({}),

@@ -2,7 +2,7 @@ import type { Logger } from '../log.ts';
 import type { SelfMetrics } from '../metrics.ts';
 import type { KubeRequester } from './connection.ts';
 import { ListWatch, type ListWatchOptions } from './list_watch.ts';
-import { OwnerCache, type OwnerCacheOptions } from './owner_cache.ts';
+import { needsOwnerLookup, OwnerCache, type OwnerCacheOptions } from './owner_cache.ts';
 import type { ContainerStatusSummary, ContainerSummary, KubeObject, OwnerReference, Pod } from './types.ts';
 
 /**
@@ -220,6 +220,12 @@ export class PodCache {
     return out;
   }
 
+  /** A workload owner of `pod` is still being looked up (its Deployment or CronJob name may follow). */
+  ownersPending(pod: Pod): boolean {
+    const ref = controllerRef(pod);
+    return ref !== undefined && this.owners !== undefined && needsOwnerLookup(ref) && this.owners.controllerOf(ref) === undefined;
+  }
+
   /** A namespace's labels (only with `namespaceMetadata`), undefined when unknown. */
   namespaceLabels(namespace: string): Readonly<Record<string, string>> | undefined {
     const ns = this.namespaces?.get(namespace);
@@ -303,6 +309,7 @@ export class PodCache {
     if (hash && this.deletedMirrors.get(hash) === uid) this.deletedMirrors.delete(hash);
     const ref = controllerRef(d.pod);
     if (ref) this.owners?.release(ref);
+    this.changes++;
   }
 
   private sweep(): void {

@@ -59,12 +59,12 @@ export class NodeTree {
    * Adds a container the kubelet way: its log file (with `content`, unless `createFile` is false:
    * then the symlink dangles) and the symlink in /var/log/containers.
    */
-  container(opts: { namespace?: string; pod?: string; container?: string; content?: string | Buffer; createFile?: boolean } = {}): ContainerLog {
+  container(opts: { namespace?: string; pod?: string; container?: string; uid?: string; content?: string | Buffer; createFile?: boolean } = {}): ContainerLog {
     const n = ++this.count;
     const namespace = opts.namespace ?? 'default';
     const pod = opts.pod ?? `web-${n}`;
     const container = opts.container ?? 'app';
-    const uid = `0f1e2d3c-4b5a-4697-8877-${n.toString(16).padStart(12, '0')}`;
+    const uid = opts.uid ?? `0f1e2d3c-4b5a-4697-8877-${n.toString(16).padStart(12, '0')}`;
     const id = createHash('sha256').update(`container-${n}`).digest('hex');
     const dir = join(this.podsDir, `${namespace}_${pod}_${uid}`, container);
     mkdirSync(dir, { recursive: true });
@@ -102,6 +102,8 @@ export function criLines(bodies: readonly string[]): string {
 // --- config ----------------------------------------------------------------------------------
 
 export type Scalar = string | number | boolean;
+/** A config value: a scalar, or a list/map written as a JSON flow (JSON is YAML). */
+export type ConfigValue = Scalar | readonly unknown[] | { readonly [key: string]: unknown };
 
 /**
  * The agent config for a tree: source `containers` over its /var/log/containers with the short
@@ -111,14 +113,16 @@ export function agentConfigYaml(
   tree: NodeTree,
   opts: {
     listen?: string;
-    source?: Record<string, Scalar>;
+    source?: Record<string, ConfigValue>;
     /** Source keys left at the agent's own defaults (dropped from the short test intervals above). */
     defaults?: readonly string[];
+    /** The `kubernetes` section; `mode: disabled` unless given. */
+    kubernetes?: Record<string, Scalar>;
     /** `shutdown_timeout`, 10s unless given. */
     shutdownTimeout?: string;
   } = {},
 ): string {
-  const source: Record<string, Scalar> = {
+  const source: Record<string, ConfigValue> = {
     glob_interval: '100ms',
     poll_interval: '100ms',
     checkpoint_interval: '200ms',
@@ -126,7 +130,7 @@ export function agentConfigYaml(
     ...opts.source,
   };
   for (const key of opts.defaults ?? []) delete source[key];
-  const q = (v: Scalar) => (typeof v === 'string' ? JSON.stringify(v) : String(v));
+  const q = (v: ConfigValue) => (typeof v === 'object' || typeof v === 'string' ? JSON.stringify(v) : String(v));
   return [
     'node_name: test-node',
     `data_dir: ${q(tree.dataDir)}`,
@@ -134,7 +138,7 @@ export function agentConfigYaml(
     'server:',
     `  listen: ${q(opts.listen ?? '127.0.0.1:0')}`,
     'kubernetes:',
-    '  mode: disabled',
+    ...Object.entries(opts.kubernetes ?? { mode: 'disabled' }).map(([k, v]) => `  ${k}: ${q(v)}`),
     'sources:',
     `  ${SOURCE}:`,
     '    type: container_logs',
@@ -212,7 +216,8 @@ export class AgentHarness {
   /** The agent's own log lines. */
   readonly logs: string[] = [];
   agent: Agent | undefined;
-  private readonly source: Record<string, Scalar>;
+  private readonly source: Record<string, ConfigValue>;
+  private readonly kubernetes: Record<string, Scalar> | undefined;
   private readonly defaults: readonly string[];
   /** The tree was handed in: its owner removes it (e.g. to run a second agent over it, a restart). */
   private readonly ownsTree: boolean;
@@ -222,8 +227,9 @@ export class AgentHarness {
    * `tree`: run over an existing tree (kept on stop(), so another harness can restart over it);
    * `defaults`: source keys left at the agent's defaults (see agentConfigYaml).
    */
-  constructor(opts: { source?: Record<string, Scalar>; tree?: NodeTree; defaults?: readonly string[] } = {}) {
+  constructor(opts: { source?: Record<string, ConfigValue>; tree?: NodeTree; defaults?: readonly string[]; kubernetes?: Record<string, Scalar> } = {}) {
     this.source = opts.source ?? {};
+    this.kubernetes = opts.kubernetes;
     this.defaults = opts.defaults ?? [];
     this.ownsTree = opts.tree === undefined;
     this.tree = opts.tree ?? new NodeTree();
@@ -231,7 +237,7 @@ export class AgentHarness {
 
   async start(): Promise<this> {
     requireNode24();
-    const config = parseConfig(agentConfigYaml(this.tree, { source: this.source, defaults: this.defaults }), 'harness.yaml', {});
+    const config = parseConfig(agentConfigYaml(this.tree, { source: this.source, defaults: this.defaults, kubernetes: this.kubernetes }), 'harness.yaml', {});
     this.agent = new Agent(config, createLogger('debug', (line) => this.logs.push(line)));
     await this.agent.start();
     return this;

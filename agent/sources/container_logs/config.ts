@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { duration, size } from '../../config/types.ts';
 import { multilineConfig } from './multiline_config.ts';
+import { enrichmentKeys } from '../../enrichment/config.ts';
 
 export const containerLogsConfig = z.strictObject({
   type: z.literal('container_logs'),
@@ -28,5 +29,8 @@ export const containerLogsConfig = z.strictObject({
   max_unacked_bytes: size('256KiB').default(256 * 1024),
   /** Stack traces and other records spanning lines, grouped per file and stream (multiline_config.ts). */
   multiline: multilineConfig,
+
+  // ---- Pod metadata from the Kubernetes API, pod annotations, body parsing (agent/enrichment/) ----
+  ...enrichmentKeys,
 });
 export type ContainerLogsConfig = z.infer<typeof containerLogsConfig>;

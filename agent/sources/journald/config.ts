@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { duration, size } from '../../config/types.ts';
+import { enrichmentKeys } from '../../enrichment/config.ts';
 
 /** journalctl's priority names, in level order: `-p info` keeps levels 0 through 6. */
 export const PRIORITY_NAMES = ['emerg', 'alert', 'crit', 'err', 'warning', 'notice', 'info', 'debug'] as const;
@@ -33,6 +34,9 @@ export const journaldConfig = z.strictObject({
   max_unacked_bytes: size('1MiB').default(1024 * 1024),
   /** fsync'd checkpoint write; an unsynced one also follows every acknowledged batch. */
   checkpoint_interval: duration('1s').default(1000),
+  /** Body parsing of MESSAGE (agent/enrichment/): `none`, `json`, `logfmt`, `{regex: …}`. */
+  parser: enrichmentKeys.parser,
+  timestamp_from_body: enrichmentKeys.timestamp_from_body,
 })
   .superRefine((c, ctx) => {
     if (c.directory !== undefined && c.directories !== undefined) {

@@ -1,0 +1,77 @@
+import type { KubeAccess } from '../kube/kube_access.ts';
+import { PodCache, type PodCacheOptions } from '../kube/pod_cache.ts';
+import type { Logger } from '../log.ts';
+import type { SelfMetrics } from '../metrics.ts';
+
+/**
+ * The node's one PodCache, started when the first source that enriches asks for it (an agent that
+ * enriches nothing opens no watch) and shared by all of them. The connection resolves
+ * asynchronously; until then, and when it fails, readers see `cache` undefined and `state` says
+ * why, so the log path never waits for it.
+ */
+export type PodCacheState = 'idle' | 'resolving' | 'off' | 'failed' | 'running';
+
+export interface SharedPodCacheOptions {
+  kube: KubeAccess;
+  nodeName: string;
+  deletedGraceMs: number;
+  namespaceMetadata: boolean;
+  metrics: SelfMetrics;
+  log: Logger;
+  /** Watch timing (tests and the bench shorten it). */
+  watch?: PodCacheOptions['watch'];
+}
+
+export class SharedPodCache {
+  state: PodCacheState = 'idle';
+  cache: PodCache | undefined;
+  /** When `acquire` first ran: records wait at most `wait_for_pod` after it for the first LIST. */
+  startedAt = 0;
+  private readonly o: SharedPodCacheOptions;
+  private stopped = false;
+
+  constructor(options: SharedPodCacheOptions) {
+    this.o = options;
+  }
+
+  acquire(): void {
+    if (this.state !== 'idle' || this.stopped) return;
+    this.startedAt = Date.now();
+    if (!this.o.kube.enabled) {
+      this.state = 'off';
+      return;
+    }
+    this.state = 'resolving';
+    this.o.kube.connection().then(
+      (connection) => {
+        if (this.stopped) return;
+        if (!connection) {
+          this.state = 'off';
+          return;
+        }
+        this.cache = new PodCache(
+          {
+            connection,
+            nodeName: this.o.nodeName,
+            log: this.o.log,
+            deletedGraceMs: this.o.deletedGraceMs,
+            namespaceMetadata: this.o.namespaceMetadata,
+            watch: this.o.watch,
+          },
+          this.o.metrics,
+        );
+        this.cache.start();
+        this.state = 'running';
+      },
+      (err: Error) => {
+        this.state = 'failed';
+        this.o.log.error(`kubernetes: ${err.message}; container records go out without pod metadata (counted in telemetry_agent_unenriched_records_total)`);
+      },
+    );
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.cache?.stop();
+  }
+}
