@@ -8,15 +8,17 @@ import { SharedPodCache } from './enrichment/shared_pod_cache.ts';
 import { KubeAccess } from './kube/kube_access.ts';
 import { createLogger, type Level, type Logger } from './log.ts';
 import { SelfMetrics } from './metrics.ts';
-import { OutputRunner, Pipeline } from './pipeline.ts';
+import { openBuffer } from './buffers/open_buffer.ts';
+import type { RecordBuffer } from './buffers/buffer.ts';
+import { DeadLetterFile } from './dead_letter.ts';
+import { OutputRunner } from './output_runner.ts';
+import { Pipeline } from './pipeline.ts';
 import { AgentServer } from './server.ts';
 import { createSource } from './sources/create.ts';
 import type { Source } from './sources/source.ts';
 import { VERSION } from './version.ts';
+import { NdjsonEncoder } from '../outputs/ndjson.ts';
 import { createOutput, type OutputConfig } from '../outputs/registry.ts';
-
-/** Per output, what may wait in memory before its sources are paused. */
-const OUTPUT_QUEUE_BYTES = 2 * 1024 * 1024;
 
 /** Keys a running agent cannot take over without a restart (checkpoints and identity live there). */
 const RESTART_ONLY = ['data_dir', 'kubernetes'] as const;
@@ -69,18 +71,33 @@ export class Agent {
     const runners = new Map<string, OutputRunner>();
     for (const [name, outCfg] of Object.entries(config.outputs)) runners.set(name, this.runner(name, outCfg));
     this.pipeline.setRoutes(runners, inputsOf(config));
+    for (const r of runners.values()) r.start();
     for (const [name, srcCfg] of Object.entries(config.sources)) this.sources.set(name, this.source(name, srcCfg, config));
     this.server = this.newServer();
   }
 
-  private runner(name: string, outCfg: OutputConfig): OutputRunner {
+  /** An output with its buffer (a new one, or `buffer` taken over from the output it replaces); started by the caller. */
+  private runner(name: string, outCfg: OutputConfig, buffer?: RecordBuffer): OutputRunner {
+    const dataDir = this.config.data_dir;
     const output = createOutput(outCfg, {
       name,
       metrics: this.metrics,
       log: (level, msg) => this.log[level](`output ${name}: ${msg}`),
-      dataDir: this.config.data_dir,
+      dataDir,
     });
-    return new OutputRunner(output, this.metrics, this.log, { maxQueuedBytes: OUTPUT_QUEUE_BYTES });
+    const buf = buffer ?? openBuffer(name, outCfg.buffer, { dataDir, metrics: this.metrics, log: this.log });
+    this.metrics.trackBufferAge(name, buf.type, () => buf.stats().oldestMs);
+    return new OutputRunner(output, {
+      buffer: buf,
+      batch: { maxBytes: outCfg.batch.max_bytes, maxEvents: outCfg.batch.max_events, timeoutMs: outCfg.batch.timeout },
+      retry: { initialMs: outCfg.retry.initial, maxMs: outCfg.retry.max },
+      concurrency: outCfg.concurrency,
+      deadLetter: outCfg.dead_letter.enabled
+        ? new DeadLetterFile({ output: name, dataDir, maxBytes: outCfg.dead_letter.max_size, encoder: new NdjsonEncoder() })
+        : undefined,
+      metrics: this.metrics,
+      log: this.log,
+    });
   }
 
   private source(name: string, srcCfg: AgentConfig['sources'][string], config: AgentConfig): Source {
@@ -149,6 +166,12 @@ export class Agent {
         throw new ReloadRejected(`${key} changed (${JSON.stringify(prev[key])} -> ${JSON.stringify(next[key])}): restart the agent to apply it`);
       }
     }
+    for (const [name, outCfg] of Object.entries(next.outputs)) {
+      const before = prev.outputs[name];
+      if (before && !isDeepStrictEqual(before.buffer, outCfg.buffer)) {
+        throw new ReloadRejected(`outputs.${name}.buffer changed: a buffer holds records in flight, restart the agent to apply it`);
+      }
+    }
     const deadline = () => Math.max(1000, next.shutdown_timeout);
     const changed: string[] = [];
     this.setLevel(next.log_level);
@@ -170,8 +193,9 @@ export class Agent {
       }),
     );
 
-    // Outputs: keep unchanged ones, hand a replaced output's unsent batches to its successor,
-    // let a removed output finish what it holds (bounded by shutdown_timeout).
+    // Outputs: keep unchanged ones; a replaced output's successor takes over its buffer (the
+    // buffer config is the same, see above) and the batches it had read but not delivered; a
+    // removed output finishes what it holds (bounded by shutdown_timeout).
     const runners = new Map<string, OutputRunner>();
     const handOver: Promise<void>[] = [];
     for (const [name, outCfg] of Object.entries(next.outputs)) {
@@ -180,32 +204,37 @@ export class Agent {
         runners.set(name, old);
         continue;
       }
-      const fresh = this.runner(name, outCfg);
+      const fresh = this.runner(name, outCfg, old?.buffer);
       runners.set(name, fresh);
       if (old) {
         changed.push(`output ${name} changed`);
         handOver.push(
-          old.detach().then(async (batches) => {
-            fresh.adopt(batches);
+          old.detach().then(async (unfinished) => {
+            fresh.start(unfinished);
             await old.output.close().catch((err: Error) => this.log.warn(`output ${name}: close failed: ${err.message}`));
           }),
         );
-      } else changed.push(`output ${name} added`);
+      } else {
+        fresh.start();
+        changed.push(`output ${name} added`);
+      }
     }
     const removed = [...this.pipeline.runners].filter(([name]) => !next.outputs[name]);
     this.pipeline.setRoutes(runners, inputsOf(next));
     await Promise.all(handOver);
     for (const [name, old] of removed) {
       changed.push(`output ${name} removed`);
+      this.metrics.untrackBufferAge(name);
       void old.drain(deadline()).then(async (drained) => {
-        if (!drained) {
-          const dropped = await old.detach();
-          const records = dropped.reduce((n, b) => n + b.records.length, 0);
+        const held = old.buffer.stats().records;
+        if (!drained && old.buffer.type === 'memory') {
+          const records = await old.discard();
           this.metrics.droppedRecords.inc({ component: name, reason: 'output_removed' }, records);
           this.log.warn(`output ${name}: removed from the config with ${records} records it could not deliver in time; dropped`);
-          for (const b of dropped) b.ack.accept();
+        } else if (held > 0) {
+          this.log.warn(`output ${name}: removed from the config; its disk buffer keeps ${held} records it could not deliver, sent if the output is configured again`);
         }
-        await old.output.close().catch(() => undefined);
+        await old.close().catch(() => undefined);
       });
     }
 
@@ -244,7 +273,7 @@ export class Agent {
       for (const r of this.pipeline.runners.values()) r.abandon();
     }
     await Promise.all(sources.map((s) => s.close()));
-    await Promise.all([...this.pipeline.runners.values()].map((r) => r.output.close().catch(() => undefined)));
+    await Promise.all([...this.pipeline.runners.values()].map((r) => r.close().catch(() => undefined)));
     await this.podCache.stop();
     await this.kube.close();
     await this.server.close();

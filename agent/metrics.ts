@@ -12,6 +12,12 @@ export class SelfMetrics {
   readonly outputRecords = this.counter('telemetry_agent_output_records_total', 'Records handled by an output, by outcome.', ['output', 'status']);
   readonly outputBytes = this.counter('telemetry_agent_output_bytes_total', 'Encoded bytes an output wrote or sent.', ['output']);
   readonly outputRetries = this.counter('telemetry_agent_output_retries_total', 'Batches an output tried again after a failure.', ['output']);
+  readonly outputRetriedRecords = this.counter('telemetry_agent_output_retried_records_total', 'Records an output sent again after a failed or partly refused request.', ['output']);
+  readonly deadLetterRecords = this.counter(
+    'telemetry_agent_output_dead_letter_records_total',
+    'Records a receiver refused for good, written to the output\'s dead-letter file.',
+    ['output'],
+  );
   readonly outputRequestDuration = this.histogram(
     'telemetry_agent_output_request_duration_seconds',
     'Time an output took to accept one batch.',
@@ -20,6 +26,22 @@ export class SelfMetrics {
   );
   readonly bufferBytes = this.gauge('telemetry_agent_buffer_bytes', 'Bytes waiting in an output buffer.', ['output', 'type']);
   readonly bufferRecords = this.gauge('telemetry_agent_buffer_records', 'Records waiting in an output buffer.', ['output', 'type']);
+  /** Filled at scrape time from every buffer's stats (see trackBufferAge). */
+  private readonly bufferAges = new Map<string, { type: string; oldestMs: () => number | undefined }>();
+  readonly bufferOldestAge = new Gauge<'output' | 'type'>({
+    name: 'telemetry_agent_buffer_oldest_record_age_seconds',
+    help: 'Age of the oldest record an output buffer holds unacknowledged (0 when empty): how far an output is behind.',
+    labelNames: ['output', 'type'],
+    registers: [this.registry],
+    collect: () => {
+      this.bufferOldestAge.reset();
+      const now = Date.now();
+      for (const [output, { type, oldestMs }] of this.bufferAges) {
+        const oldest = oldestMs();
+        this.bufferOldestAge.set({ output, type }, oldest === undefined ? 0 : Math.max(0, now - oldest) / 1000);
+      }
+    },
+  });
   readonly droppedRecords = this.counter('telemetry_agent_dropped_records_total', 'Records dropped on purpose, by reason.', ['component', 'reason']);
   readonly parseErrors = this.counter('telemetry_agent_parse_errors_total', 'Lines a parser could not parse (kept as raw records).', ['source', 'parser']);
   readonly truncatedRecords = this.counter('telemetry_agent_truncated_records_total', 'Lines cut at max_line_bytes (kept, marked truncated).', ['source']);
@@ -61,6 +83,15 @@ export class SelfMetrics {
     this.leader.set(0);
     this.configReloads.inc({ result: 'success' }, 0);
     this.configReloads.inc({ result: 'failure' }, 0);
+  }
+
+  /** The buffer an output uses now (a reload may replace it); `untrackBufferAge` when the output goes. */
+  trackBufferAge(output: string, type: string, oldestMs: () => number | undefined): void {
+    this.bufferAges.set(output, { type, oldestMs });
+  }
+
+  untrackBufferAge(output: string): void {
+    this.bufferAges.delete(output);
   }
 
   private counter<L extends string>(name: string, help: string, labelNames: L[]) {

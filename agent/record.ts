@@ -29,15 +29,6 @@ export interface Acknowledger {
   accept(): void;
 }
 
-export interface RecordBatch {
-  /** Name of the source (the key under `sources:`). */
-  readonly source: string;
-  readonly records: LogRecord[];
-  /** Raw input bytes the records came from, for metrics and buffer accounting. */
-  readonly bytes: number;
-  readonly ack: Acknowledger;
-}
-
 /** Counts down one acceptance per output; calls `done` on the last. Extra calls are ignored. */
 export class BatchAck implements Acknowledger {
   private remaining: number;

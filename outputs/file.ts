@@ -3,13 +3,13 @@ import { constants, openSync, promises as fsp } from 'node:fs';
 import { Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { LogRecord } from '../agent/record.ts';
-import { outputCommon } from './common_config.ts';
+import { localOutputCommon } from './common_config.ts';
 import type { Output, OutputContext, SendResult } from './output.ts';
 import { NdjsonEncoder } from './ndjson.ts';
 
 export const fileConfig = z.strictObject({
   type: z.literal('file'),
-  ...outputCommon,
+  ...localOutputCommon,
   path: z.string().min(1),
   /** fsync after every batch: survives a node crash, not only an agent crash, at the cost of speed. */
   fsync: z.boolean().default(false),

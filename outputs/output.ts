@@ -25,6 +25,11 @@ export interface SendResult {
   bytes: number;
   /** Records the receiver refused one by one (bulk item errors, partial success); absent: all accepted. */
   failed?: readonly RecordFailure[];
+  /**
+   * Records the receiver says it dropped without saying which (OTLP partial_success
+   * rejected_log_records): counted as failed and logged with the receiver's message, not retried.
+   */
+  rejected?: { count: number; reason: string };
 }
 
 export interface RecordFailure {

@@ -1,12 +1,12 @@
 import { z } from 'zod';
 import type { LogRecord } from '../agent/record.ts';
-import { outputCommon } from './common_config.ts';
+import { localOutputCommon } from './common_config.ts';
 import type { Output, OutputContext, SendResult } from './output.ts';
 import { NdjsonEncoder, encodeText } from './ndjson.ts';
 
 export const stdoutConfig = z.strictObject({
   type: z.literal('stdout'),
-  ...outputCommon,
+  ...localOutputCommon,
   encoding: z.enum(['json', 'text']).default('json'),
 });
 export type StdoutConfig = z.infer<typeof stdoutConfig>;

@@ -223,7 +223,7 @@ describe('parseConfig: mistakes a user makes', () => {
   });
 
   it('lists the known keys when no key is close', () => {
-    expect(problems(config('', '    colour: blue\n'))).toEqual(['outputs.out.colour: unknown key (known keys: type, inputs, buffer, batch, retry, concurrency, encoding)']);
+    expect(problems(config('', '    colour: blue\n'))).toEqual(['outputs.out.colour: unknown key (known keys: type, inputs, buffer, batch, retry, dead_letter, concurrency, encoding)']);
   });
 
   it('lists the known output types for an unknown one', () => {

@@ -2,6 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NodeSimulator, Rng, type ContainerLog, type Stream } from '../agent/demo/node_simulator.ts';
+import { containerLogsConfig } from '../agent/sources/container_logs/config.ts';
 import { CHECKPOINT_EVERY_BYTES } from '../agent/sources/container_logs/source.ts';
 import { ChildAgent, freePort, suiteScratch, waitFor } from './helpers/child_agent.ts';
 
@@ -188,7 +189,8 @@ outputs:
     );
     expect(crashes).toHaveLength(2);
     // One crash repeats at most what was acknowledged since the last checkpoint save plus what was
-    // in flight (max_unacked_bytes).
-    expect(duplicateBytes).toBeLessThanOrEqual(crashes.length * (CHECKPOINT_EVERY_BYTES + 256 * 1024));
+    // in flight (max_unacked_bytes, the source's default here).
+    const inFlight = containerLogsConfig.parse({ type: 'container_logs' }).max_unacked_bytes;
+    expect(duplicateBytes).toBeLessThanOrEqual(crashes.length * (CHECKPOINT_EVERY_BYTES + inFlight));
   }, 120_000);
 });

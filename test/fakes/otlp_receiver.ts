@@ -6,13 +6,20 @@ import { ReceiverFake, type Answer, type FakeServerOptions, type ReceivedRequest
 /**
  * A protocol-faithful OTLP/HTTP receiver (the collector's otlphttp receiver, logs and traces): it
  * decodes ExportLogsServiceRequest and ExportTraceServiceRequest with the official protos vendored
- * in test/fakes/proto (see proto/README.md), in binary protobuf (application/x-protobuf) and OTLP/JSON
+ * in outputs/proto (see its README.md), in binary protobuf (application/x-protobuf) and OTLP/JSON
  * (application/json, hex trace/span ids, int64 as strings), gzip or not, and answers as the
  * specification says: 200 with an Export*ServiceResponse in the request's encoding, optionally a
  * partial_success; faults from FakeHttpServer (status with Retry-After, slow, reset, down).
+ *
+ * Failures follow the spec's "OTLP/HTTP Response" section as the collector's otlphttp receiver
+ * implements it: every 4xx/5xx answer carries a google.rpc.Status in the request's encoding (same
+ * Content-Type as the request), and a body that cannot be decoded is `400 Bad Request`. OTLP/JSON
+ * is checked more strictly than the collector does, to catch a client that is lax: the spec's
+ * "JSON Protobuf Encoding" deviations (keys lowerCamelCase, never the proto field names; enum values
+ * integers, never names) are refused with 400.
  */
 
-const PROTO_ROOT = join(dirname(fileURLToPath(import.meta.url)), 'proto');
+const PROTO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'outputs', 'proto');
 
 function loadRoot(): protobuf.Root {
   const root = new protobuf.Root();
@@ -23,6 +30,57 @@ function loadRoot(): protobuf.Root {
 }
 
 export const otlpRoot = loadRoot();
+
+/**
+ * google.rpc.Status (googleapis google/rpc/status.proto, not vendored: three fields), the body of
+ * every OTLP/HTTP failure, with google.protobuf.Any from protobufjs's bundled well-known types.
+ */
+function loadStatus(): protobuf.Type {
+  const root = protobuf.Root.fromJSON(protobuf.common.get('google/protobuf/any.proto')!);
+  protobuf.parse('syntax = "proto3"; package google.rpc; message Status { int32 code = 1; string message = 2; repeated google.protobuf.Any details = 3; }', root);
+  root.resolveAll();
+  return root.lookupType('google.rpc.Status');
+}
+export const RpcStatus = loadStatus();
+
+/** The gRPC code a collector puts in Status.code for an HTTP status (the spec says clients must not rely on it). */
+function grpcCodeFor(httpStatus: number): number {
+  if (httpStatus === 400) return 3; // INVALID_ARGUMENT
+  if (httpStatus === 429) return 8; // RESOURCE_EXHAUSTED
+  if (httpStatus === 502 || httpStatus === 503 || httpStatus === 504) return 14; // UNAVAILABLE
+  if (httpStatus === 500) return 13; // INTERNAL
+  return 2; // UNKNOWN
+}
+
+/** A failure answer: HTTP status, Status.message, extra headers (Retry-After). */
+export interface ExportFailure {
+  status: number;
+  message: string;
+  headers?: Record<string, string>;
+}
+
+/** OTLP/JSON keys whose values are enums: integers only (spec, "JSON Protobuf Encoding"). */
+const ENUM_KEYS = new Set(['severityNumber', 'kind', 'code']);
+
+/** The first deviation from OTLP/JSON's rules in a decoded JSON body, or undefined. */
+function otlpJsonViolation(v: unknown, path: string): string | undefined {
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const bad = otlpJsonViolation(v[i], `${path}[${i}]`);
+      if (bad) return bad;
+    }
+    return undefined;
+  }
+  if (v && typeof v === 'object') {
+    for (const [k, x] of Object.entries(v)) {
+      if (k.includes('_')) return `${path}.${k}: OTLP/JSON keys are lowerCamelCase field names, not the proto's`;
+      if (ENUM_KEYS.has(k) && !Number.isInteger(x)) return `${path}.${k}: OTLP/JSON enum values must be integers, got ${JSON.stringify(x)}`;
+      const bad = otlpJsonViolation(x, `${path}.${k}`);
+      if (bad) return bad;
+    }
+  }
+  return undefined;
+}
 const LogsRequest = otlpRoot.lookupType('opentelemetry.proto.collector.logs.v1.ExportLogsServiceRequest');
 const LogsResponse = otlpRoot.lookupType('opentelemetry.proto.collector.logs.v1.ExportLogsServiceResponse');
 const TraceRequest = otlpRoot.lookupType('opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest');
@@ -126,6 +184,8 @@ export class OtlpReceiver extends ReceiverFake {
   readonly traceRequests: Record<string, unknown>[] = [];
   /** Answers still to give with a partial_success instead of full success (the records are still kept). */
   private readonly partials: PartialSuccess[] = [];
+  /** Answers still to give with a failure status and Status body (those records are not kept). */
+  private readonly failures: ExportFailure[] = [];
 
   static start(opts: FakeServerOptions = {}): Promise<OtlpReceiver> {
     return new OtlpReceiver().listen(opts);
@@ -135,6 +195,21 @@ export class OtlpReceiver extends ReceiverFake {
   /** The next export answers 200 with partial_success {rejected_<signal>, error_message}. */
   partialSuccess(p: PartialSuccess): void {
     this.partials.push(p);
+  }
+
+  /** The next `times` well-formed exports are refused with `f.status` and a google.rpc.Status body. */
+  fail(f: ExportFailure, times = 1): void {
+    for (let i = 0; i < times; i++) this.failures.push(f);
+  }
+
+  /** A 4xx/5xx answer as the spec wants it: a Status, encoded like the request. */
+  private statusAnswer(json: boolean, f: ExportFailure): Answer {
+    const status = { code: grpcCodeFor(f.status), message: f.message };
+    if (json) return { status: f.status, headers: { 'content-type': 'application/json', ...f.headers }, body: JSON.stringify(status) };
+    // A detail, as collectors attach (BadRequest, RetryInfo): clients must read past it.
+    const detail = { type_url: 'type.googleapis.com/google.rpc.ErrorInfo', value: Buffer.from([0x0a, 0x03, 0x66, 0x61, 0x6b]) };
+    const body = RpcStatus.encode(RpcStatus.fromObject({ ...status, details: [detail] })).finish();
+    return { status: f.status, headers: { 'content-type': 'application/x-protobuf', ...f.headers }, body };
   }
 
 
@@ -147,8 +222,21 @@ export class OtlpReceiver extends ReceiverFake {
     if (signal !== '/v1/logs' && signal !== '/v1/traces') return { status: 404, body: `no such path ${req.path}` };
     const isLogs = signal === '/v1/logs';
     const type = isLogs ? LogsRequest : TraceRequest;
-    const msg = json ? type.fromObject(hexIdsToBase64(JSON.parse(req.body.toString('utf8'))) as Record<string, unknown>) : type.decode(req.body);
-    const obj = type.toObject(msg, TO_OBJECT);
+    let obj: Record<string, unknown>;
+    try {
+      let msg: protobuf.Message;
+      if (json) {
+        const parsed: unknown = JSON.parse(req.body.toString('utf8'));
+        const bad = otlpJsonViolation(parsed, '');
+        if (bad) return this.statusAnswer(json, { status: 400, message: bad });
+        msg = type.fromObject(hexIdsToBase64(parsed) as Record<string, unknown>);
+      } else msg = type.decode(req.body);
+      obj = type.toObject(msg, TO_OBJECT);
+    } catch (e) {
+      return this.statusAnswer(json, { status: 400, message: `cannot decode the request: ${(e as Error).message}` });
+    }
+    const failure = this.failures.shift();
+    if (failure) return this.statusAnswer(json, failure);
     if (isLogs) this.collectLogs(obj);
     else this.collectSpans(obj);
 

@@ -1,0 +1,63 @@
+import { mkdirSync, promises as fsp, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { NdjsonEncoder } from '../outputs/ndjson.ts';
+import type { LogRecord } from './record.ts';
+
+export interface DeadLetterOptions {
+  readonly output: string;
+  readonly dataDir: string;
+  /** The file is rotated to `<name>.1` past this size, so at most about twice it is kept. */
+  readonly maxBytes: number;
+  readonly encoder: NdjsonEncoder;
+}
+
+/** `<dataDir>/dead_letter/<output>.ndjson`, the output name made safe as one path component. */
+export function deadLetterPath(dataDir: string, output: string): string {
+  const safe = output.replace(/^\.|[^A-Za-z0-9._-]/g, (c) => `%${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return join(dataDir, 'dead_letter', `${safe}.ndjson`);
+}
+
+/**
+ * Where records go that a receiver refused for good (a 400 for the whole request, a bulk item
+ * that fails its mapping): one NDJSON line per record, `{"time","output","reason","record"}`,
+ * with the record in the design.md shape so it can be replayed with any tool that reads NDJSON.
+ * Appends are serialised; a write that fails rejects, and the caller counts the records as
+ * dropped. Not fsync'd: a dead letter is a diagnosis aid, and the records were already refused.
+ */
+export class DeadLetterFile {
+  readonly path: string;
+  private readonly opts: DeadLetterOptions;
+  private size: number | undefined;
+  private tail: Promise<void> = Promise.resolve();
+
+  constructor(opts: DeadLetterOptions) {
+    this.opts = opts;
+    this.path = deadLetterPath(opts.dataDir, opts.output);
+  }
+
+  write(records: readonly LogRecord[], reason: string): Promise<void> {
+    const run = this.tail.then(() => this.append(records, reason));
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  private async append(records: readonly LogRecord[], reason: string): Promise<void> {
+    if (this.size === undefined) {
+      mkdirSync(join(this.path, '..'), { recursive: true });
+      try {
+        this.size = statSync(this.path).size;
+      } catch {
+        this.size = 0;
+      }
+    }
+    const head = `{"time":${JSON.stringify(new Date().toISOString())},"output":${JSON.stringify(this.opts.output)},"reason":${JSON.stringify(reason)},"record":`;
+    let text = '';
+    for (const r of records) text += `${head}${this.opts.encoder.encode(r).slice(0, -1)}}\n`;
+    if (this.size > 0 && this.size + Buffer.byteLength(text) > this.opts.maxBytes) {
+      await fsp.rename(this.path, `${this.path}.1`);
+      this.size = 0;
+    }
+    await fsp.appendFile(this.path, text);
+    this.size += Buffer.byteLength(text);
+  }
+}
