@@ -11,6 +11,7 @@ import { SelfMetrics } from './metrics.ts';
 import { openBuffer } from './buffers/open_buffer.ts';
 import type { RecordBuffer } from './buffers/buffer.ts';
 import { DeadLetterFile } from './dead_letter.ts';
+import { autoUnackedWindow } from './flow_window.ts';
 import { OutputRunner } from './output_runner.ts';
 import { Pipeline } from './pipeline.ts';
 import { AgentServer } from './server.ts';
@@ -108,6 +109,7 @@ export class Agent {
       log: this.log,
       emitter: this.emitter(name, srcCfg),
       kube: this.kube,
+      unackedWindow: () => autoUnackedWindow(Object.values(this.config.outputs).filter((o) => o.inputs.includes(name))),
     });
   }
 

@@ -62,20 +62,19 @@ export class HttpOutput implements Output {
     const { buf, length } = this.encoder.encodeInto(records, this.scratch.pop() ?? Buffer.allocUnsafeSlow(256 * 1024));
     let body: Buffer;
     let held: Buffer<ArrayBuffer> | undefined = buf;
-    try {
-      if (this.gzip) {
-        body = await gzipAsync(buf.subarray(0, length), GZIP_OPTIONS);
-        this.release(buf);
-        held = undefined;
-      } else body = buf.subarray(0, length);
-      const res = await this.client.request({ method: this.method, headers: this.headers, body, signal });
-      const err = errorForStatus(this.name, res);
-      if (err) throw err;
-      return { bytes: body.length };
-    } finally {
-      // Only after the request: undici writes the caller's buffer to the socket without copying it.
-      if (held) this.release(held);
-    }
+    if (this.gzip) {
+      body = await gzipAsync(buf.subarray(0, length), GZIP_OPTIONS);
+      this.release(buf);
+      held = undefined;
+    } else body = buf.subarray(0, length);
+    const res = await this.client.request({ method: this.method, headers: this.headers, body, signal });
+    const err = errorForStatus(this.name, res);
+    if (err) throw err;
+    // The scratch buffer is reused only after a 2xx: undici writes the caller's buffer to the
+    // socket without copying it, and a receiver that answers an error (or a failed request) may
+    // leave some of it unsent in the socket's queue; such a buffer is left to the GC.
+    if (held) this.release(held);
+    return { bytes: body.length };
   }
 
   private release(buf: Buffer<ArrayBuffer>): void {

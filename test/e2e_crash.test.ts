@@ -2,7 +2,8 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NodeSimulator, Rng, type ContainerLog, type Stream } from '../agent/demo/node_simulator.ts';
-import { containerLogsConfig } from '../agent/sources/container_logs/config.ts';
+import { parseConfig } from '../agent/config/load.ts';
+import { autoUnackedWindow } from '../agent/flow_window.ts';
 import { CHECKPOINT_EVERY_BYTES } from '../agent/sources/container_logs/source.ts';
 import { ChildAgent, freePort, suiteScratch, waitFor } from './helpers/child_agent.ts';
 
@@ -189,8 +190,8 @@ outputs:
     );
     expect(crashes).toHaveLength(2);
     // One crash repeats at most what was acknowledged since the last checkpoint save plus what was
-    // in flight (max_unacked_bytes, the source's default here).
-    const inFlight = containerLogsConfig.parse({ type: 'container_logs' }).max_unacked_bytes;
+    // in flight (max_unacked_bytes: chosen for the file output it feeds).
+    const inFlight = autoUnackedWindow([parseConfig(readFileSync(configPath, 'utf8'), configPath, {}).outputs.out!]);
     expect(duplicateBytes).toBeLessThanOrEqual(crashes.length * (CHECKPOINT_EVERY_BYTES + inFlight));
   }, 120_000);
 });

@@ -1,3 +1,4 @@
+import { LOCAL_WINDOW_BYTES } from '../agent/flow_window.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { afterEach, beforeEach } from 'vitest';
 import { tmpdir } from 'node:os';
@@ -70,7 +71,7 @@ export class EventsHarness {
     a.source = new KubernetesEventsSource(
       name,
       kubernetesEventsConfig.parse({ type: 'kubernetes_events', identity: name, lease_duration: '3s', renew_deadline: '2s', retry_period: '250ms', ...config }),
-      { nodeName: name, dataDir: join(this.dir, name), metrics, log, emitter, kube },
+      { nodeName: name, dataDir: join(this.dir, name), metrics, log, emitter, kube, unackedWindow: () => LOCAL_WINDOW_BYTES },
     );
     await a.source.start();
     this.agents.push(a);

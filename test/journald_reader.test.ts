@@ -70,7 +70,7 @@ function reader(dir: string, opts: { cursor?: string; maxUnackedBytes?: number }
     priority: 7,
     journalctl: 'journalctl',
     maxFieldBytes: 1024 * 1024,
-    maxUnackedBytes: opts.maxUnackedBytes ?? 1024 * 1024,
+    maxUnackedBytes: () => opts.maxUnackedBytes ?? 1024 * 1024,
     mapper: new JournalRecordMapper({ nodeName: 'node-1', excludeFields: [] }),
     emitter: pipeline,
     log,

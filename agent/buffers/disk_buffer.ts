@@ -150,6 +150,8 @@ export class DiskBuffer implements RecordBuffer {
   private savedPosition = '';
   private outstanding: DiskChunk[] = [];
   private outstandingHead = 0;
+  /** Stands in the slots of acknowledged chunks until they are compacted away. */
+  private readonly spent: DiskChunk = new DiskChunk(this, [], 0, { seq: 0, offset: 0 }, 0, 0);
   private unackedBytes = 0;
   private unackedRecords = 0;
   private diskBytes = 0;
@@ -236,7 +238,9 @@ export class DiskBuffer implements RecordBuffer {
     chunk.acked = true;
     let moved = false;
     while (this.outstandingHead < this.outstanding.length && this.outstanding[this.outstandingHead]!.acked) {
-      const c = this.outstanding[this.outstandingHead++]!;
+      const c = this.outstanding[this.outstandingHead]!;
+      // Compaction waits for 1024 slots: the slot must not keep the records alive until then.
+      this.outstanding[this.outstandingHead++] = this.spent;
       this.ackPos = { seq: c.end.seq, offset: c.end.offset };
       this.unackedBytes -= c.frameBytes;
       this.unackedRecords -= c.frames;

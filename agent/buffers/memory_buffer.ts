@@ -31,6 +31,9 @@ interface PendingPush {
   readonly resolve: (r: PushResult) => void;
 }
 
+/** Stands in the slots of acknowledged batches until they are compacted away, so their records can be collected. */
+const SPENT_BATCH: Batch = Object.freeze({ records: [], bytes: 0, first: 0, pushedMs: 0, onAccepted: () => {} });
+
 class MemoryChunk implements BufferChunk {
   readonly records: LogRecord[];
   readonly bytes: number;
@@ -75,6 +78,8 @@ export class MemoryBuffer implements RecordBuffer {
   private readonly dataArrived = new Wakeup();
   private readonly changed = new Wakeup();
   private closed = false;
+  /** Stands in the slots of acknowledged chunks until they are compacted away. */
+  private readonly spent: MemoryChunk = new MemoryChunk(this, [], 0, 0);
 
   constructor(opts: MemoryBufferOptions) {
     this.opts = opts;
@@ -113,7 +118,9 @@ export class MemoryBuffer implements RecordBuffer {
     chunk.acked = true;
     let moved = false;
     while (this.outstandingHead < this.outstanding.length && this.outstanding[this.outstandingHead]!.acked) {
-      const c = this.outstanding[this.outstandingHead++]!;
+      const c = this.outstanding[this.outstandingHead]!;
+      // Compaction waits for 1024 slots: the slot must not keep the records alive until then.
+      this.outstanding[this.outstandingHead++] = this.spent;
       this.ackedSeq = c.end;
       this.heldBytes -= c.bytes;
       moved = true;
@@ -126,7 +133,7 @@ export class MemoryBuffer implements RecordBuffer {
     while (this.head < this.batches.length) {
       const b = this.batches[this.head]!;
       if (b.first + b.records.length > this.ackedSeq) break;
-      this.head++;
+      this.batches[this.head++] = SPENT_BATCH;
       b.onAccepted();
     }
     this.compact();

@@ -12,6 +12,11 @@ export interface SourceContext {
   emitter: Emitter;
   /** The agent's one Kubernetes API connection (shared by every source and stage that reads the API). */
   kube: KubeAccess;
+  /**
+   * `max_unacked_bytes` when the source's config leaves it out: what the outputs it feeds now need
+   * (agent/flow_window.ts; a reload that changes those outputs changes it).
+   */
+  unackedWindow: () => number;
 }
 
 /**

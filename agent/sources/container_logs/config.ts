@@ -25,8 +25,11 @@ export const containerLogsConfig = z.strictObject({
   read_chunk: size('64KiB').default(64 * 1024),
   /** Cap on open descriptors; idle live files are closed and reopened by path when over it. */
   max_open_files: z.number().int().min(8).default(1024),
-  /** Records read but not yet acknowledged by every output; reading pauses above it. */
-  max_unacked_bytes: size('4MiB').default(4 * 1024 * 1024),
+  /**
+   * Records read but not yet acknowledged by every output; reading pauses above it. Absent: chosen
+   * from the outputs the source feeds (agent/flow_window.ts).
+   */
+  max_unacked_bytes: size('4MiB').optional(),
   /** Stack traces and other records spanning lines, grouped per file and stream (multiline_config.ts). */
   multiline: multilineConfig,
 

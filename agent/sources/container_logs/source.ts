@@ -445,10 +445,14 @@ export class ContainerLogsSource implements Source {
     return undefined;
   }
 
+  private window(): number {
+    return this.config.max_unacked_bytes ?? this.ctx.unackedWindow();
+  }
+
   private async readLoop(): Promise<void> {
     const { config } = this;
     while (!this.stopping) {
-      if (this.unackedBytes >= config.max_unacked_bytes) {
+      if (this.unackedBytes >= this.window()) {
         await new Promise<void>((r) => (this.wake = r));
         continue;
       }
@@ -494,7 +498,7 @@ export class ContainerLogsSource implements Source {
       // Saved before the output takes its next batch, so a crash repeats at most this much.
       this.ackedSinceSave += bytes;
       if (this.ackedSinceSave >= CHECKPOINT_EVERY_BYTES) this.saveCheckpoint(false);
-      if (this.unackedBytes < this.config.max_unacked_bytes) this.kick();
+      if (this.unackedBytes < this.window()) this.kick();
     });
   }
 

@@ -30,8 +30,11 @@ export const journaldConfig = z.strictObject({
   journalctl: z.string().min(1).default('journalctl'),
   /** A field longer than this is cut (the record is marked `kta.log.truncated`). */
   max_field_bytes: size('1MiB').default(1024 * 1024),
-  /** Entries read but not yet acknowledged by every output; reading pauses above it. */
-  max_unacked_bytes: size('4MiB').default(4 * 1024 * 1024),
+  /**
+   * Entries read but not yet acknowledged by every output; reading pauses above it. Absent: chosen
+   * from the outputs the source feeds (agent/flow_window.ts), at least 1 MiB.
+   */
+  max_unacked_bytes: size('4MiB').optional(),
   /** fsync'd checkpoint write; an unsynced one also follows every acknowledged batch. */
   checkpoint_interval: duration('1s').default(1000),
   /** Body parsing of MESSAGE (agent/enrichment/): `none`, `json`, `logfmt`, `{regex: …}`. */

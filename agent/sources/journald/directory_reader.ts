@@ -34,7 +34,8 @@ export interface DirectoryReaderOptions {
   priority: number;
   journalctl: string;
   maxFieldBytes: number;
-  maxUnackedBytes: number;
+  /** Asked each time: a reload may change the outputs the window is chosen for. */
+  maxUnackedBytes: () => number;
   mapper: JournalRecordMapper;
   emitter: Emitter;
   log: Logger;
@@ -269,7 +270,7 @@ export class DirectoryReader {
   private applyBackpressure(): void {
     const proc = this.proc;
     if (!proc || this.stopping) return;
-    if (this.waitingForRoom > 0 || this.acks.unackedBytes >= this.opts.maxUnackedBytes) proc.pause();
+    if (this.waitingForRoom > 0 || this.acks.unackedBytes >= this.opts.maxUnackedBytes()) proc.pause();
     else proc.resume();
   }
 

@@ -7,6 +7,9 @@ import { CursorStore, type CursorState } from './cursor_store.ts';
 import { DirectoryReader } from './directory_reader.ts';
 import { JournalRecordMapper } from './record.ts';
 
+/** journalctl writes in pipe-sized pieces; a window under about 1 MiB would stop it every few entries. */
+const JOURNAL_MIN_WINDOW_BYTES = 1024 * 1024;
+
 /** How often missing folders are looked for again, and folders checked for new subfolders. */
 export const DIRECTORY_CHECK_MS = 5000;
 
@@ -141,7 +144,7 @@ export class JournaldSource implements Source {
       priority: config.priority,
       journalctl: config.journalctl,
       maxFieldBytes: config.max_field_bytes,
-      maxUnackedBytes: config.max_unacked_bytes,
+      maxUnackedBytes: () => config.max_unacked_bytes ?? Math.max(JOURNAL_MIN_WINDOW_BYTES, ctx.unackedWindow()),
       mapper: this.mapper,
       emitter: ctx.emitter,
       log: ctx.log,
