@@ -1,5 +1,6 @@
 import { describe, it, expect } from 'vitest';
-import { parseJsonBody } from './json_body.ts';
+import { MAX_JSON_DEPTH, parseJsonBody } from './json_body.ts';
+import { NdjsonEncoder } from '../outputs/ndjson.ts';
 
 describe('parseJsonBody', () => {
   it('turns a JSON object line into the body, nested values kept', () => {
@@ -40,5 +41,20 @@ describe('parseJsonBody', () => {
     const r = parseJsonBody('{"__proto__":{"polluted":true}}')!;
     expect(Object.prototype.hasOwnProperty.call(r.body, '__proto__')).toBe(true);
     expect(({} as { polluted?: boolean }).polluted).toBeUndefined();
+  });
+
+  it('keeps a body nested deeper than MAX_JSON_DEPTH as text, so no encoder after it overflows', () => {
+    const nest = (n: number) => '{"a":'.repeat(n) + '1' + '}'.repeat(n);
+    expect(parseJsonBody(nest(MAX_JSON_DEPTH))?.body).toBeDefined();
+    expect(parseJsonBody(nest(MAX_JSON_DEPTH + 1))).toBeUndefined();
+    // Arrays count as levels; brackets inside strings do not.
+    const arrays = '{"a":' + '['.repeat(MAX_JSON_DEPTH) + ']'.repeat(MAX_JSON_DEPTH) + '}';
+    expect(parseJsonBody(arrays)).toBeUndefined();
+    const quoted = '{"s":"' + '{['.repeat(500) + '\\"' + '","ok":{"x":[1]}}';
+    expect(parseJsonBody(quoted)?.body).toMatchObject({ ok: { x: [1] } });
+    // A 30 KB line of braces: what JSON.stringify could not write back becomes a string body the encoders can.
+    const deep = nest(10_000);
+    expect(parseJsonBody(deep)).toBeUndefined();
+    expect(() => new NdjsonEncoder().encode({ timestamp: 't', observedTimestamp: 't', body: deep, attributes: {}, resource: {} })).not.toThrow();
   });
 });

@@ -12,6 +12,13 @@
 
 export type JsonObject = { [key: string]: unknown };
 
+/**
+ * Deeper bodies stay text. JSON.parse builds any depth, but every encoder after it recurses:
+ * JSON.stringify throws a RangeError at a few thousand levels, protobuf decoders refuse 100
+ * nested messages. A 30 KB line of `[[[[…` must not become a batch no output can send.
+ */
+export const MAX_JSON_DEPTH = 64;
+
 function isJsonSpace(c: number): boolean {
   return c === 32 || c === 9 || c === 10 || c === 13;
 }
@@ -32,10 +39,35 @@ export function parseJsonBody(text: string): { body: JsonObject } | undefined {
   if (text.charCodeAt(start) !== 123 /* { */) return undefined;
   while (end > start && isJsonSpace(text.charCodeAt(end))) end--;
   if (text.charCodeAt(end) !== 125 /* } */) return undefined;
+  if (nestsDeeperThan(text, MAX_JSON_DEPTH)) return undefined;
   try {
     // Starting with `{` and parsing means an object: arrays and scalars cannot get here.
     return { body: JSON.parse(text) as JsonObject };
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Whether brackets nest deeper than `max` outside strings. Counting `{` and `[` first (native
+ * indexOf) settles almost every line: fewer than `max` of them cannot nest deeper.
+ */
+function nestsDeeperThan(text: string, max: number): boolean {
+  let opens = 0;
+  for (let i = text.indexOf('{'); i !== -1 && opens <= max; i = text.indexOf('{', i + 1)) opens++;
+  for (let i = text.indexOf('['); i !== -1 && opens <= max; i = text.indexOf('[', i + 1)) opens++;
+  if (opens <= max) return false;
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92 /* \ */) i++;
+      else if (c === 34 /* " */) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 123 || c === 91) {
+      if (++depth > max) return true;
+    } else if (c === 125 || c === 93) depth--;
+  }
+  return false;
 }

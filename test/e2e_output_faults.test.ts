@@ -147,4 +147,70 @@ outputs:
     expect((sample.resource as Record<string, string>)['k8s.namespace.name']).toBe('shop');
     expect(await agent.kill('SIGTERM')).toBe(0);
   }, 240_000);
+
+  it('an output that is down holds up only the sources that feed it; the other output keeps delivering', async () => {
+    const sim = new NodeSimulator({ root: join(root, 'node2'), clock: 'wall', seed: SEED, maxFiles: 100, keepDeadContainers: 0 });
+    const down = await NdjsonReceiver.start();
+    const up = await NdjsonReceiver.start();
+    onCleanup(() => void down.close());
+    onCleanup(() => void up.close());
+    await down.server.down();
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const configPath = join(root, 'agent2.yaml');
+    const shop = sim.createPod({ namespace: 'shop', name: 'web-0', containers: ['app'] }).containers[0]!;
+    const infra = sim.createPod({ namespace: 'infra', name: 'dns-0', containers: ['app'] }).containers[0]!;
+    writeFileSync(
+      configPath,
+      `node_name: e2e-node
+data_dir: ${join(root, 'data2')}
+shutdown_timeout: 2s
+server: { listen: "127.0.0.1:${port}" }
+kubernetes: { mode: disabled }
+sources:
+  shop: { type: container_logs, include: [${sim.containersDir}/web-0_*.log], glob_interval: 200ms, poll_interval: 200ms }
+  both: { type: container_logs, include: [${sim.containersDir}/dns-0_*.log], glob_interval: 200ms, poll_interval: 200ms }
+outputs:
+  down:
+    type: http
+    inputs: [shop]
+    endpoint: ${down.url}/
+    buffer: { type: memory, max_size: 64KiB, when_full: block }
+    batch: { timeout: 100ms }
+    retry: { initial: 100ms, max: 500ms }
+  up:
+    type: http
+    inputs: [shop, both]
+    endpoint: ${up.url}/
+    batch: { timeout: 100ms }
+`,
+    );
+    const agent = new ChildAgent(configPath);
+    onCleanup(() => agent.proc?.kill('SIGKILL'));
+    agent.start();
+    await agent.ready(port);
+    // shop's lines fill the down output's 64 KiB buffer, then the shop source pauses; infra's lines,
+    // which only the healthy output takes, keep flowing all along.
+    const N = 3000;
+    for (let i = 0; i < N; i++) {
+      sim.writeLine(shop, `shop ${i} ${'s'.repeat(100)}`, 'stdout');
+      sim.writeLine(infra, `infra ${i}`, 'stdout');
+    }
+    const bodies = (r: NdjsonReceiver, prefix: string) => r.records.map((x) => String(x.body)).filter((b) => b.startsWith(prefix));
+    await waitFor('every infra line at the healthy output', () => bodies(up, 'infra ').length >= N, 30_000);
+    expect(bodies(up, 'infra ')).toEqual(Array.from({ length: N }, (_, i) => `infra ${i}`));
+    // The shop source is paused by the full buffer: the healthy output has only what was read before.
+    const shopSeen = bodies(up, 'shop ').length;
+    expect(shopSeen).toBeLessThan(N);
+    // The lag gauge follows the files at every poll (poll_interval).
+    await waitFor('the shop source to fall behind', async () => ((await scrapeMetric(base, 'telemetry_agent_tail_lag_bytes', { source: 'shop' })) ?? 0) > 0, 10_000);
+    expect(await scrapeMetric(base, 'telemetry_agent_buffer_bytes', { output: 'down', type: 'memory' })).toBeGreaterThan(32 * 1024);
+    // The receiver comes back: both outputs get every shop line.
+    await down.server.up();
+    await waitFor('every shop line at both outputs', () => bodies(down, 'shop ').length >= N && bodies(up, 'shop ').length >= N, 60_000);
+    const want = Array.from({ length: N }, (_, i) => `shop ${i} ${'s'.repeat(100)}`);
+    expect(bodies(down, 'shop ')).toEqual(want);
+    expect(bodies(up, 'shop ')).toEqual(want);
+    expect(await agent.kill('SIGTERM')).toBe(0);
+  }, 120_000);
 });

@@ -187,8 +187,13 @@ export class OtlpReceiver extends ReceiverFake {
   /** Answers still to give with a failure status and Status body (those records are not kept). */
   private readonly failures: ExportFailure[] = [];
 
-  static start(opts: FakeServerOptions = {}): Promise<OtlpReceiver> {
-    return new OtlpReceiver().listen(opts);
+  /** Where logs are taken: the collector's otlphttp receiver has `logs_url_path` for a non-default path. */
+  private logsPath = '/v1/logs';
+
+  static start(opts: FakeServerOptions & { logsPath?: string } = {}): Promise<OtlpReceiver> {
+    const r = new OtlpReceiver();
+    if (opts.logsPath !== undefined) r.logsPath = opts.logsPath;
+    return r.listen(opts);
   }
 
 
@@ -219,8 +224,8 @@ export class OtlpReceiver extends ReceiverFake {
     const json = ct === 'application/json';
     if (!json && ct !== 'application/x-protobuf') return { status: 415, body: `unsupported content type ${ct}` };
     const signal = req.path.split('?')[0];
-    if (signal !== '/v1/logs' && signal !== '/v1/traces') return { status: 404, body: `no such path ${req.path}` };
-    const isLogs = signal === '/v1/logs';
+    if (signal !== this.logsPath && signal !== '/v1/traces') return { status: 404, body: `no such path ${req.path}` };
+    const isLogs = signal === this.logsPath;
     const type = isLogs ? LogsRequest : TraceRequest;
     let obj: Record<string, unknown>;
     try {
