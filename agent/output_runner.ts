@@ -28,6 +28,19 @@ export interface RunnerOptions {
 /** A Retry-After longer than this is taken as this: a receiver's typo must not park an output for a day. */
 const MAX_RETRY_AFTER_MS = 10 * 60_000;
 
+/** Attempts a batch gets when encoding it throws (see isEncodingFault) before it is dead-lettered. */
+const MAX_ENCODING_FAULTS = 3;
+
+/**
+ * A JavaScript error thrown by the output's own code (TypeError, RangeError: a record it cannot
+ * encode), as opposed to an I/O error (a system error has a `code`: ENOSPC, ECONNRESET …) or an
+ * answer the output classified. Those are retried for as long as it takes; this one would fail
+ * the same way every time.
+ */
+function isEncodingFault(err: unknown): boolean {
+  return (err instanceof TypeError || err instanceof RangeError || err instanceof SyntaxError) && !('code' in err);
+}
+
 /** Chunks a stopped runner had read but not delivered, for its successor to send first. */
 export type Unfinished = BufferChunk[][];
 
@@ -192,6 +205,7 @@ export class OutputRunner {
     const name = this.output.name;
     let records = chunks.length === 1 ? chunks[0]!.records : chunks.flatMap((c) => c.records);
     const backoff = new Backoff(this.opts.retry.initialMs, this.opts.retry.maxMs);
+    let faults = 0;
     for (;;) {
       if (this.stopSends.signal.aborted) return false;
       const started = process.hrtime.bigint();
@@ -215,6 +229,12 @@ export class OutputRunner {
           return true;
         }
         if (this.stopSends.signal.aborted) return false;
+        if (isEncodingFault(err) && ++faults >= MAX_ENCODING_FAULTS) {
+          // Not the receiver, not the network: the batch itself cannot be encoded (a bug meeting
+          // an odd record). Retrying forever would stop this output for good behind it.
+          await this.refuse(records, `could not be encoded: ${(err as Error).message}`);
+          return true;
+        }
         const wait = err instanceof RetryableError && err.retryAfterMs !== undefined ? Math.min(err.retryAfterMs, MAX_RETRY_AFTER_MS) : backoff.next();
         this.warnings.warn('retry', `output ${name}: sending ${records.length} records failed (${(err as Error).message}); retrying in ${Math.round(wait)} ms`);
         if (!(await this.retryAfter(wait, records.length))) return false;

@@ -153,6 +153,26 @@ describe('OutputRunner', () => {
     await s.runner.close();
   });
 
+  it('a batch whose encoding throws (a bug meeting an odd record) is dead-lettered after 3 attempts, not retried forever', async () => {
+    const s = setup({ batch: { maxEvents: 10 } });
+    s.out.answer = (_n, r) => (id(r[0]!) === 10 ? new RangeError('Maximum call stack size exceeded') : { bytes: r.length });
+    await s.push(recs(0, 30));
+    await until('all acknowledged', () => s.acked.length === 30);
+    expect(s.out.accepted).toEqual([...range(0, 10), ...range(20, 10)]);
+    expect(s.out.requests.filter((q) => q.ids[0] === 10)).toHaveLength(3);
+    const dead = readFileSync(s.deadLetter.path, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(dead.map((d) => id(d.record))).toEqual(range(10, 10));
+    expect(dead[0].reason).toBe('could not be encoded: Maximum call stack size exceeded');
+    // An I/O error (it has a code) is retried as long as it takes: the disk may have room again.
+    const io = setup();
+    io.out.answer = (n, r) => (n < 5 ? Object.assign(new TypeError('write failed'), { code: 'ENOSPC' }) : { bytes: r.length });
+    await io.push(recs(0, 3));
+    await until('delivered', () => io.acked.length === 3);
+    expect(io.out.accepted).toEqual([0, 1, 2]);
+    await s.runner.close();
+    await io.runner.close();
+  });
+
   it('a permanent error sends the batch to the dead-letter file, acknowledges it and goes on', async () => {
     const s = setup({ batch: { maxEvents: 10 } });
     s.out.answer = (n, r) => (n === 1 ? new PermanentError('400 Bad Request: entry too old') : { bytes: r.length });
