@@ -275,7 +275,10 @@ export class Agent {
       for (const r of this.pipeline.runners.values()) r.abandon();
     }
     await Promise.all(sources.map((s) => s.close()));
-    await Promise.all([...this.pipeline.runners.values()].map((r) => r.close().catch(() => undefined)));
+    // An output's close may wait on its receiver (syslog waits for the server to confirm what it
+    // read): that too stays within shutdown_timeout, with a second to spare for the close itself.
+    const closing = Promise.all([...this.pipeline.runners.values()].map((r) => r.close().catch(() => undefined)));
+    await Promise.race([closing, sleep(Math.max(1000, deadline - Date.now()))]);
     await this.podCache.stop();
     await this.kube.close();
     await this.server.close();

@@ -111,6 +111,10 @@ describe('Rfc5424Encoder', () => {
     );
   });
 
+  it('writes NILVALUE for STRUCTURED-DATA when structuredData is off, the header otherwise unchanged', () => {
+    expect(new Rfc5424Encoder({ structuredData: false }).encode(record('m'))).toBe('<14>1 2026-11-21T10:00:00.123456Z node-1 app web-1 - - m');
+  });
+
   it('caches per resource object, and still sees a new one', () => {
     const e = new Rfc5424Encoder();
     expect(e.encode(record('a'))).toContain('node-1');

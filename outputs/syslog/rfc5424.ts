@@ -75,6 +75,11 @@ export interface Rfc5424Options {
   /** SD-ID of the Kubernetes element; default DEFAULT_SD_ID. */
   sdId?: string;
   /**
+   * Default true. False: STRUCTURED-DATA is always NILVALUE, for receivers that show it in the
+   * text or mishandle it; namespace and pod then only appear where APP-NAME and PROCID put them.
+   */
+  structuredData?: boolean;
+  /**
    * Longest SYSLOG-MSG in bytes; a longer body is cut at a character boundary (counted in
    * `truncated`). A receiver given more than its limit does worse: rsyslog cuts the frame and
    * turns the rest into junk messages. 0: no limit.
@@ -289,6 +294,7 @@ export class Rfc5424Encoder {
   private readonly msgId: (r: LogRecord) => string;
   private readonly fallbackHost: string;
   private readonly sdId: string;
+  private readonly structuredData: boolean;
   private readonly maxBytes: number;
   /** HOSTNAME and STRUCTURED-DATA come from the resource, shared by all records of a file: cached by identity. */
   private readonly byResource = new WeakMap<Attributes, { host: string; sd: string }>();
@@ -301,6 +307,7 @@ export class Rfc5424Encoder {
     this.msgId = compileTemplate(opts.msgId ?? NILVALUE);
     this.fallbackHost = headerField(opts.hostname ?? '', 255);
     this.sdId = validateSdId(opts.sdId ?? DEFAULT_SD_ID);
+    this.structuredData = opts.structuredData ?? true;
     this.maxBytes = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   }
 
@@ -309,9 +316,11 @@ export class Rfc5424Encoder {
     if (parts === undefined) {
       const node = text(res['k8s.node.name']) ?? text(res['host.name']);
       let params = '';
-      for (const [name, key] of SD_PARAMS) {
-        const v = text(res[key]);
-        if (v !== undefined) params += ` ${name}="${escapeSdValue(v)}"`;
+      if (this.structuredData) {
+        for (const [name, key] of SD_PARAMS) {
+          const v = text(res[key]);
+          if (v !== undefined) params += ` ${name}="${escapeSdValue(v)}"`;
+        }
       }
       parts = {
         host: node === undefined || node === '' ? this.fallbackHost : headerField(node, 255),

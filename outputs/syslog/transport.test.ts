@@ -40,7 +40,8 @@ class FakeServer {
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
-  for (const f of cleanups.splice(0)) await f().catch(() => {});
+  // Last made, first closed: a transport before its server, or its close() would reconnect to replay.
+  for (const f of cleanups.splice(0).reverse()) await f().catch(() => {});
 });
 
 async function fake(onConnection?: (socket: Socket, index: number) => void, keepOpen = false): Promise<FakeServer> {
@@ -56,6 +57,10 @@ function transport(port: number, opts: Partial<SyslogTransportOptions> = {}): Sy
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
+  for (const end = Date.now() + timeoutMs; !cond(); await sleep(10)) if (Date.now() > end) throw new Error('condition not met in time');
+}
 
 /** A port nothing listens on (bound, read, released). */
 async function deadPort(): Promise<number> {
@@ -182,6 +187,112 @@ describe('SyslogTransport over a scripted TCP server', () => {
     expect(server.received(0)).toBe('5 first');
     expect(server.received(1)).toBe('5 first6 second');
     expect(t.stats).toEqual({ connects: 2, losses: 1, replayedBatches: 1, replayedMessages: 1 });
+  });
+
+  it('a connection lost after the last send: close() writes the kept batches again on a new connection, and is confirmed there', async () => {
+    // A server that stops reading and resets later (rsyslog on SIGTERM): every send "succeeds"
+    // into the socket buffers, and the reset comes when nothing is left to send.
+    let first: Socket | undefined;
+    const server = await fake((socket, i) => {
+      if (i === 0) {
+        first = socket;
+        socket.pause();
+      }
+    });
+    const logs: string[] = [];
+    const t = transport(server.port, { log: (level, msg) => logs.push(`${level} ${msg}`) });
+    const batches = [['one'], ['two', 'three'], ['four']];
+    for (const b of batches) await t.send(b);
+    first!.resetAndDestroy();
+    await until(() => !t.connected);
+    expect(await t.close()).toBe(true);
+    expect(server.connections.length).toBe(2);
+    expect(server.received(0)).toBe(''); // never read: without the replay all four were lost
+    expect(server.received(1)).toBe('3 one3 two5 three4 four');
+    expect(t.stats).toEqual({ connects: 2, losses: 1, replayedBatches: 3, replayedMessages: 4 });
+    expect(logs.filter((l) => l.startsWith('warn'))).toEqual([`warn syslog tcp://127.0.0.1:${server.port}: connection lost: read ECONNRESET; retrying with backoff`]);
+  });
+
+  it('a reset while close() waits for the server: the kept batches go out again on a new connection', async () => {
+    let first: Socket | undefined;
+    const server = await fake((socket, i) => {
+      if (i === 0) {
+        first = socket;
+        socket.pause();
+      }
+    });
+    const t = transport(server.port);
+    await t.send(['a']);
+    await t.send(['b']);
+    const closing = t.close();
+    await sleep(100); // close() sent FIN and waits; the server, not reading, then goes away
+    first!.resetAndDestroy();
+    expect(await closing).toBe(true);
+    expect(server.received(1)).toBe('1 a1 b');
+    expect(t.stats).toMatchObject({ connects: 2, losses: 1, replayedMessages: 2 });
+    expect(await t.close()).toBe(true); // the same answer again, no second close
+  });
+
+  it('a connection lost before close() with the server still down: false after connectTimeoutMs of retries, and logged', async () => {
+    const server = await fake((socket) => socket.pause());
+    const logs: string[] = [];
+    const t = transport(server.port, { connectTimeoutMs: 300, log: (level, msg) => logs.push(`${level} ${msg}`) });
+    await t.send(['x', 'y']);
+    await server.close(); // stops listening and resets the connection, with x and y unread
+    await until(() => !t.connected);
+    expect(await t.close()).toBe(false);
+    expect(t.stats.connects).toBe(1);
+    expect(logs.at(-1)).toBe(`warn syslog tcp://127.0.0.1:${server.port}: closed without the server confirming it read everything; up to 2 recent messages may be lost`);
+  });
+
+  it('close() gives up a replay the new connection does not read, after connectTimeoutMs', async () => {
+    let first: Socket | undefined;
+    const server = await fake((socket, i) => {
+      if (i === 0) first = socket;
+      else socket.pause(); // the new connection takes nothing
+    });
+    const t = transport(server.port, { connectTimeoutMs: 500, replay: { maxBytes: 64 * 1024 * 1024 } });
+    const big = 'k'.repeat(1024 * 1024);
+    for (let i = 0; i < 16; i++) await t.send([big]);
+    await until(() => server.received(0).length === 16 * (big.length + '1048576 '.length));
+    first!.resetAndDestroy();
+    await until(() => !t.connected);
+    expect(await t.close()).toBe(false); // 16 MiB do not fit in socket buffers: the replay cannot finish
+    expect(t.stats.connects).toBe(2);
+  });
+
+  it('an aborted send stops waiting out the backoff, and the connect', async () => {
+    const port = await deadPort();
+    const t = transport(port, { backoff: { initialMs: 60_000, maxMs: 60_000 } });
+    await expect(t.send(['x'])).rejects.toMatchObject({ kind: 'connect' });
+    const ac = new AbortController();
+    const sending = t.send(['x'], ac.signal);
+    setTimeout(() => ac.abort(), 50);
+    await expect(sending).rejects.toMatchObject({ kind: 'aborted', message: `syslog tcp://127.0.0.1:${port}: send aborted` });
+    await expect(t.send(['x'], AbortSignal.abort())).rejects.toMatchObject({ kind: 'aborted' });
+  });
+
+  it('an aborted send held up by a server that does not read drops the connection; the next send replays on a new one', async () => {
+    const server = await fake((socket, i) => i === 0 && socket.pause());
+    const t = transport(server.port);
+    await t.send(['before']);
+    const ac = new AbortController();
+    const sending = t.send(Array.from({ length: 64 }, () => 'z'.repeat(1024 * 1024)), ac.signal);
+    await sleep(200);
+    ac.abort();
+    await expect(sending).rejects.toMatchObject({ kind: 'aborted' });
+    expect(t.connected).toBe(false);
+    expect(await t.send(['after'])).toBe('5 after'.length);
+    expect(await t.close()).toBe(true);
+    expect(server.received(1)).toBe('6 before5 after');
+  });
+
+  it('resolves with the bytes of the framed batch', async () => {
+    const server = await fake();
+    const t = transport(server.port);
+    expect(await t.send(['ü', 'abc'])).toBe('2 ü3 abc'.length + 1);
+    expect(await t.send([])).toBe(0);
+    expect(await t.close()).toBe(true);
   });
 
   it('does not replay batches older than replay.maxAgeMs when the connection was idle', async () => {

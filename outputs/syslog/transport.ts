@@ -27,7 +27,10 @@ import { Backoff } from '../../agent/backoff.ts';
  * - a new connection carries no batch before it has stayed up for `settleMs`: servers that
  *   refuse a client after accepting it would otherwise swallow a batch.
  * Delivery the server confirms needs RELP, which this is not. close() comes closest: it waits
- * for the server to close its side after our FIN, which it does only once it read everything.
+ * for the server to close its side after our FIN, which it does only once it read everything;
+ * and when the connection was lost before that (also after the last send: a server restarting
+ * just then), it writes the kept batches again on a new connection first, since they are the
+ * only copy left of what the lost connection may not have delivered.
  */
 
 export interface SyslogTlsOptions {
@@ -47,7 +50,11 @@ export interface SyslogTransportOptions {
   port: number;
   /** Present: TLS. */
   tls?: SyslogTlsOptions;
-  /** TCP connect plus TLS handshake; also how long close() waits for the server; default 10 s. */
+  /**
+   * TCP connect plus TLS handshake; default 10 s. Also how long close() waits for the server to
+   * close its side, and how long after it began close() still reconnects to replay (so a close
+   * takes at most about twice this).
+   */
   connectTimeoutMs?: number;
   /**
    * How long a new connection must stay up before the first batch goes out; default 250 ms.
@@ -80,7 +87,12 @@ export type SyslogErrorKind =
   /** An established connection broke: reset, closed by the server, write error. */
   | 'connection'
   /** close() was called. */
-  | 'closed';
+  | 'closed'
+  /** The caller's AbortSignal fired (the connection, if it was being written, is dropped). */
+  | 'aborted';
+
+/** Between close()'s attempts to reconnect for the replay, at least (the configured backoff may be off). */
+const CLOSE_RETRY_MS = 200;
 
 export class SyslogTransportError extends Error {
   readonly kind: SyslogErrorKind;
@@ -101,7 +113,7 @@ export class SyslogTransportError extends Error {
 /** Counters for metrics (and tests). */
 export interface SyslogTransportStats {
   connects: number;
-  /** Established connections that ended without close(). */
+  /** Established connections that ended before the server read to the end (without close(), or during its wait). */
   losses: number;
   /** Batches and messages written again after a lost connection (possible duplicates). */
   replayedBatches: number;
@@ -171,12 +183,17 @@ export class SyslogTransport {
   private tail: Promise<unknown> = Promise.resolve();
   private writing = false;
   private closed = false;
+  private closing: Promise<boolean> | undefined;
   /** Wakes a send waiting out the backoff when close() is called. */
   private wake: (() => void) | undefined;
   /** Batches written recently, oldest first, and their size. */
   private kept: Kept[] = [];
   private keptBytes = 0;
-  /** A connection was lost since `kept` was last written: write it again first. */
+  /**
+   * A connection was lost since `kept` was last written: write it again first. Also set when
+   * nothing is kept yet: a send whose write completed just before the loss was seen keeps its
+   * batch after this was set.
+   */
   private replayDue = false;
 
   constructor(opts: SyslogTransportOptions) {
@@ -197,73 +214,146 @@ export class SyslogTransport {
 
   /**
    * Sends one batch of messages (RFC 5424 text, without framing), after the sends before it.
-   * Resolves once all its bytes were written to the socket (see the top of this file for what
-   * that does and does not promise). Rejects with a SyslogTransportError when no connection
-   * could be made (one attempt, after waiting out the backoff) or the connection ended before
-   * the batch was fully written. Part of it may have arrived: the caller's retry may duplicate
-   * up to this batch, and the replay before it the recent batches (stats.replayedMessages).
+   * Resolves with the batch's framed size once all its bytes were written to the socket (see
+   * the top of this file for what that does and does not promise). Rejects with a
+   * SyslogTransportError when no connection could be made (one attempt, after waiting out the
+   * backoff) or the connection ended before the batch was fully written. Part of it may have
+   * arrived: the caller's retry may duplicate up to this batch, and the replay before it the
+   * recent batches (stats.replayedMessages). `signal` cuts the backoff wait, the connect, and a
+   * write held up by a server that does not read (by dropping the connection: the replay then
+   * covers what it may not have read).
    */
-  send(messages: readonly (Buffer | string)[]): Promise<void> {
-    const run = this.tail.then(() => this.sendNow(messages));
+  send(messages: readonly (Buffer | string)[], signal?: AbortSignal): Promise<number> {
+    const run = this.tail.then(() => this.sendNow(messages, signal));
     this.tail = run.catch(() => {});
     return run;
   }
 
   /**
-   * Closes after the sends queued so far; later sends reject. Sends FIN and waits (up to
-   * connectTimeoutMs) for the server to close its side, which rsyslog does once it read to the
-   * end: resolves true when it did (everything sent was read), false otherwise (logged).
+   * Closes after the sends queued so far (one waiting out the backoff rejects at once); later
+   * sends reject. Sends FIN and waits (up to connectTimeoutMs) for the server to close its side,
+   * which rsyslog does once it read to the end. A connection lost before that, found at close or
+   * during the wait, is not the end: the kept batches are written again on a new connection,
+   * which is then closed the same way (reconnects: the first at once, then with the backoff,
+   * until connectTimeoutMs after close began). Resolves true when the server confirmed it read
+   * everything this transport still kept, false otherwise (logged).
    */
-  async close(): Promise<boolean> {
-    if (this.closed) return true;
+  close(): Promise<boolean> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<boolean> {
     this.closed = true;
     this.wake?.();
     await this.tail;
-    const socket = this.socket;
-    this.socket = undefined;
-    let confirmed: boolean;
-    if (socket && !socket.destroyed) {
-      confirmed = await new Promise<boolean>((resolve) => {
-        let ended = false;
-        const timer = setTimeout(() => socket.destroy(), this.connectTimeoutMs);
-        socket.once('end', () => (ended = true));
-        socket.once('close', () => {
-          clearTimeout(timer);
-          resolve(ended && !this.causes.has(socket));
-        });
-        socket.end();
-      });
-    } else {
-      // No connection: fine unless one was lost with batches that were to go out again.
-      confirmed = !this.replayDue;
+    const giveUpAt = Date.now() + this.connectTimeoutMs;
+    let confirmed = false;
+    // A replay into a server that does not read would wait for 'drain' for ever.
+    const stuck = setTimeout(() => {
+      const socket = this.socket;
+      if (!socket) return;
+      this.causes.set(socket, new Error(`the server did not read the replay within ${this.connectTimeoutMs} ms of close()`));
+      socket.destroy();
+    }, this.connectTimeoutMs);
+    for (let attempt = 0; ; attempt++) {
+      const socket = this.socket;
+      this.socket = undefined;
+      if (socket) {
+        const outcome = await this.finish(socket);
+        if (outcome !== 'lost') {
+          confirmed = outcome === 'confirmed';
+          break;
+        }
+        this.stats.losses++;
+        this.replayDue = true;
+        this.failed(this.lostError(socket));
+      }
+      if (!this.replayDue || this.kept.length === 0) {
+        confirmed = true;
+        break;
+      }
+      // Lost after the last send (or just now): the kept batches may not have been read, and this
+      // is their last chance. The first attempt does not wait out the backoff of the loss; the
+      // others wait at least CLOSE_RETRY_MS, also with the backoff turned off.
+      const wait = attempt === 0 ? 0 : Math.max(CLOSE_RETRY_MS, this.retryAt - Date.now());
+      if (Date.now() + wait >= giveUpAt) break;
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      try {
+        await this.replayOn(await this.establish(giveUpAt - Date.now()));
+      } catch {
+        // Logged by failed() (the first of a series); the loop tries again until giveUpAt.
+      }
     }
+    clearTimeout(stuck);
     if (!confirmed && this.kept.length > 0) {
       const messages = this.kept.reduce((n, k) => n + k.messages, 0);
       this.log('warn', `syslog ${this.endpoint}: closed without the server confirming it read everything; up to ${messages} recent messages may be lost`);
     }
     this.kept = [];
     this.keptBytes = 0;
+    this.replayDue = false;
     return confirmed;
   }
 
-  private async sendNow(messages: readonly (Buffer | string)[]): Promise<void> {
+  /**
+   * FIN, then waits for the server's side to close: 'confirmed' when it closed cleanly (it read
+   * to the end), 'lost' when the connection broke first (a reset: it did not), 'timeout' when it
+   * kept the connection open past connectTimeoutMs (alive, but not saying).
+   */
+  private finish(socket: Socket): Promise<'confirmed' | 'lost' | 'timeout'> {
+    if (socket.destroyed) return Promise.resolve('lost');
+    return new Promise((resolve) => {
+      let ended = false;
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        socket.destroy();
+      }, this.connectTimeoutMs);
+      socket.once('end', () => (ended = true));
+      socket.once('close', () => {
+        clearTimeout(timer);
+        resolve(timedOut ? 'timeout' : ended && !this.causes.has(socket) ? 'confirmed' : 'lost');
+      });
+      socket.end();
+    });
+  }
+
+  private async sendNow(messages: readonly (Buffer | string)[], signal: AbortSignal | undefined): Promise<number> {
     if (this.closed) throw new SyslogTransportError('closed', this.endpoint, 'transport closed');
-    if (messages.length === 0) return;
+    if (signal?.aborted) throw this.abortedError();
+    if (messages.length === 0) return 0;
     const frames = frameOctetCounted(messages);
-    const socket = this.socket ?? (await this.connect());
+    const socket = this.socket ?? (await this.connect(signal));
+    const onAbort = () => {
+      this.causes.set(socket, this.abortedError());
+      socket.destroy();
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
     this.writing = true;
     try {
       if (this.replayDue) await this.replay(socket);
       await this.write(socket, frames);
+    } catch (err) {
+      throw signal?.aborted ? this.abortedError() : err;
     } finally {
       this.writing = false;
+      signal?.removeEventListener('abort', onAbort);
     }
     const now = Date.now();
     this.keep({ frames, messages: messages.length, at: now });
     this.age(now);
+    // The write may have completed just before a loss was seen (both in one event loop turn):
+    // the batch is kept for the replay, but that is no recovery.
+    if (this.socket !== socket) return frames.length;
     if (this.failures > 0) this.log('info', `syslog ${this.endpoint}: sending again after ${this.failures} failure(s)`);
     this.failures = 0;
     this.backoff.reset();
+    return frames.length;
+  }
+
+  private abortedError(): SyslogTransportError {
+    return new SyslogTransportError('aborted', this.endpoint, 'send aborted');
   }
 
   /** The kept batches, again, in their order, before anything new: the server sees the stream resume where it may have stopped reading. */
@@ -276,6 +366,15 @@ export class SyslogTransport {
       this.stats.replayedMessages += k.messages;
     }
     this.replayDue = false;
+  }
+
+  private async replayOn(socket: Socket): Promise<void> {
+    this.writing = true;
+    try {
+      await this.replay(socket);
+    } finally {
+      this.writing = false;
+    }
   }
 
   private keep(k: Kept): void {
@@ -339,23 +438,34 @@ export class SyslogTransport {
   }
 
   /** Connects, after the backoff when the last attempt failed. One attempt per call. */
-  private async connect(): Promise<Socket> {
+  private async connect(signal: AbortSignal | undefined): Promise<Socket> {
     const wait = this.retryAt - Date.now();
     if (wait > 0) {
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, wait);
-        this.wake = () => {
+        const done = () => {
           clearTimeout(timer);
+          signal?.removeEventListener('abort', done);
+          this.wake = undefined;
           resolve();
         };
+        const timer = setTimeout(done, wait);
+        this.wake = done;
+        signal?.addEventListener('abort', done, { once: true });
       });
-      this.wake = undefined;
       if (this.closed) throw new SyslogTransportError('closed', this.endpoint, 'transport closed');
+      if (signal?.aborted) throw this.abortedError();
     }
+    return this.establish(this.connectTimeoutMs, signal);
+  }
+
+  /** One connection attempt, now; the connection becomes the transport's. */
+  private async establish(timeoutMs: number, signal?: AbortSignal): Promise<Socket> {
     let socket: Socket;
     try {
-      socket = await this.open();
+      socket = await this.open(timeoutMs, signal);
     } catch (err) {
+      // Giving up on the caller's word is no failure of the server's: no backoff, nothing logged.
+      if ((err as SyslogTransportError).kind === 'aborted') throw err;
       this.failed(err as SyslogTransportError);
       throw err;
     }
@@ -371,8 +481,8 @@ export class SyslogTransport {
     if (this.failures++ === 0) this.log('warn', `${err.message}; retrying with backoff`);
   }
 
-  /** TCP connect, and the TLS handshake when configured, within connectTimeoutMs. */
-  private async open(): Promise<Socket> {
+  /** TCP connect, and the TLS handshake when configured, within timeoutMs. */
+  private async open(timeoutMs: number, signal?: AbortSignal): Promise<Socket> {
     const { host, port, tls } = this.opts;
     // Read per connection: a renewed certificate (a rotated Secret) is used from the next connect on.
     let files: (Buffer | undefined)[] = [];
@@ -399,11 +509,15 @@ export class SyslogTransport {
       let tcpUp = false;
       let settling = false;
       let timer: NodeJS.Timeout | undefined;
+      const onAbort = () => fail(this.abortedError());
       const fail = (err: SyslogTransportError) => {
         clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
         socket.destroy();
         reject(err);
       };
+      if (signal?.aborted) return fail(this.abortedError());
+      signal?.addEventListener('abort', onAbort, { once: true });
       /** The server hung up during the settle wait: it took the connection, but not us. */
       const refused = (err?: Error) => {
         const why = tls
@@ -428,6 +542,7 @@ export class SyslogTransport {
         // Read, so that a FIN is seen during the wait (the server sends nothing else).
         socket.resume();
         timer = setTimeout(() => {
+          signal?.removeEventListener('abort', onAbort);
           socket.off('connect', onConnect);
           socket.off('error', onError);
           socket.off('end', onEnd);
@@ -437,8 +552,8 @@ export class SyslogTransport {
       };
       timer = setTimeout(() => {
         const what = tls && tcpUp ? 'TLS handshake not done' : 'no TCP connection';
-        fail(new SyslogTransportError('timeout', this.endpoint, `${what} within ${this.connectTimeoutMs} ms`));
-      }, this.connectTimeoutMs);
+        fail(new SyslogTransportError('timeout', this.endpoint, `${what} within ${timeoutMs} ms`));
+      }, timeoutMs);
       socket.once('connect', onConnect);
       socket.on('error', onError);
       socket.on('end', onEnd);
@@ -462,7 +577,7 @@ export class SyslogTransport {
       // Lost while idle: what was written long ago was read long ago (a server reading normally
       // takes microseconds), so only the recent batches go out again.
       if (!this.writing) this.age(Date.now());
-      this.replayDue = this.kept.length > 0;
+      this.replayDue = true;
       this.failed(this.lostError(socket));
       if (!socket.destroyed) socket.destroy();
     };

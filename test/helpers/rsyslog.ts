@@ -224,6 +224,24 @@ export class Rsyslog {
     await exited;
   }
 
+  /**
+   * SIGSTOP: rsyslogd stops reading, as it does between SIGTERM and its exit, but for as long as
+   * a test needs; stop('SIGKILL') ends it from there. Resolves once every thread is stopped: the
+   * signal takes effect when each is next scheduled, which on a loaded machine is after kill()
+   * returned, so a thread could still read what a test sends next.
+   */
+  async pause(): Promise<void> {
+    const pid = this.proc?.pid;
+    if (pid === undefined) throw new Error('rsyslogd is not running');
+    this.proc!.kill('SIGSTOP');
+    const stopped = (task: string) => {
+      const stat = readFileSync(`/proc/${pid}/task/${task}/stat`, 'utf8');
+      // "tid (comm) STATE ...": comm may hold spaces and parentheses, so the state follows the last ')'.
+      return 'Tt'.includes(stat[stat.lastIndexOf(')') + 2]!);
+    };
+    await waitFor(`rsyslogd (pid ${pid}) stopped`, () => readdirSync(`/proc/${pid}/task`).every(stopped), 5000, 10);
+  }
+
   /** For clean-ups after a failed test: SIGKILL now, without waiting. */
   kill(): void {
     this.proc?.kill('SIGKILL');
