@@ -16,10 +16,12 @@ import { enrichParse } from './scenarios/enrich_parse.ts';
 import { eventCounting } from './scenarios/event_counting.ts';
 import { kubeApiLoad } from './scenarios/kube_api_load.ts';
 import { multilineCost } from './scenarios/multiline.ts';
+import { outputDown } from './scenarios/output_down.ts';
+import { outputsBench } from './scenarios/outputs.ts';
 import { podStartupTracking } from './scenarios/pod_startup_tracking.ts';
 
 /** Add new benchmarks here. */
-const SCENARIOS: Scenario[] = [criThroughput, multilineCost, enrichParse, kubeApiLoad, eventCounting, podStartupTracking];
+const SCENARIOS: Scenario[] = [criThroughput, multilineCost, enrichParse, kubeApiLoad, eventCounting, podStartupTracking, outputsBench, outputDown];
 
 async function main(): Promise<number> {
   const args = process.argv.slice(2);
