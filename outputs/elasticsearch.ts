@@ -5,7 +5,7 @@ import { z } from 'zod';
 import type { Attributes, Body, LogRecord } from '../agent/record.ts';
 import { formatBytes } from '../agent/config/units.ts';
 import { outputCommon } from './common_config.ts';
-import { bodyExcerpt, errorForStatus, HttpClient, httpClientKeys, type HttpResponse } from './http_client.ts';
+import { bodyExcerpt, errorForStatus, httpClientKeys, outputClient, type HttpClient, type HttpResponse } from './http_client.ts';
 import { PermanentError, RetryableError, type Output, type OutputContext, type RecordFailure, type SendResult } from './output.ts';
 
 /**
@@ -448,15 +448,7 @@ export class ElasticsearchOutput implements Output {
     this.path = '_bulk?' + FILTER_PATH + (config.pipeline !== undefined ? '&pipeline=' + encodeURIComponent(config.pipeline) : '');
     const headers = { ...config.headers };
     if (config.api_key !== undefined) headers['authorization'] = 'ApiKey ' + encodeApiKey(config.api_key);
-    this.client = new HttpClient({
-      name: ctx.name,
-      endpoint: config.endpoint,
-      tls: config.tls,
-      auth: config.auth,
-      headers,
-      timeoutMs: config.timeout,
-      connections: config.concurrency,
-    });
+    this.client = outputClient(ctx.name, { ...config, headers });
     this.headers = { 'content-type': 'application/x-ndjson' };
     if (this.gzip) this.headers['content-encoding'] = 'gzip';
   }

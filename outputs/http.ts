@@ -3,7 +3,7 @@ import { constants as zlib, gzip } from 'node:zlib';
 import { z } from 'zod';
 import type { LogRecord } from '../agent/record.ts';
 import { outputCommon } from './common_config.ts';
-import { errorForStatus, HttpClient, httpClientKeys } from './http_client.ts';
+import { errorForStatus, httpClientKeys, outputClient, type HttpClient } from './http_client.ts';
 import { NdjsonEncoder } from './ndjson.ts';
 import type { Output, OutputContext, SendResult } from './output.ts';
 
@@ -42,15 +42,7 @@ export class HttpOutput implements Output {
     this.name = ctx.name;
     this.method = config.method;
     this.gzip = config.compression === 'gzip';
-    this.client = new HttpClient({
-      name: ctx.name,
-      endpoint: config.endpoint,
-      tls: config.tls,
-      auth: config.auth,
-      headers: config.headers,
-      timeoutMs: config.timeout,
-      connections: config.concurrency,
-    });
+    this.client = outputClient(ctx.name, config);
     // A configured Content-Type wins: some receivers want application/json for the same lines.
     const configured = Object.keys(config.headers).some((h) => h.toLowerCase() === 'content-type');
     this.headers = configured ? {} : { 'content-type': 'application/x-ndjson' };

@@ -93,12 +93,22 @@ export type HttpAuthConfig = z.infer<typeof authConfig>;
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const HEADER_VALUE = /^[^\r\n\0]*$/;
 
+/** An RFC 9110 field name (token characters only). */
+export function isHeaderName(name: string): boolean {
+  return HEADER_NAME.test(name);
+}
+
+/** A header value that cannot inject another header: no CR, LF or NUL. */
+export function isHeaderValue(value: string): boolean {
+  return HEADER_VALUE.test(value);
+}
+
 export const headersConfig = z
   .record(z.string(), z.string())
   .superRefine((h, ctx) => {
     for (const [name, value] of Object.entries(h)) {
-      if (!HEADER_NAME.test(name)) ctx.addIssue({ code: 'custom', path: [name], message: `${JSON.stringify(name)} is not a valid header name` });
-      else if (!HEADER_VALUE.test(value)) ctx.addIssue({ code: 'custom', path: [name], message: 'a header value cannot contain line breaks or NUL' });
+      if (!isHeaderName(name)) ctx.addIssue({ code: 'custom', path: [name], message: `${JSON.stringify(name)} is not a valid header name` });
+      else if (!isHeaderValue(value)) ctx.addIssue({ code: 'custom', path: [name], message: 'a header value cannot contain line breaks or NUL' });
       else if (/^(host|content-length|transfer-encoding|connection|content-encoding)$/i.test(name))
         ctx.addIssue({ code: 'custom', path: [name], message: `${name} is set by the output (content-encoding: see compression) and cannot be configured` });
     }
@@ -153,8 +163,9 @@ const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 /**
  * A secret kept in a file that may be replaced under us (projected token, mounted Secret): read
  * at construction (a missing file fails the start), then again when older than SECRET_REFRESH_MS.
+ * Errors read `<key> <file>: <fsError(e)>` and `<key> <file> is empty`.
  */
-class FileSecret {
+export class FileSecret {
   private value: string;
   private readAt: number;
   private refreshing: Promise<string> | undefined;
@@ -162,12 +173,14 @@ class FileSecret {
   private readonly key: string;
   private readonly clean: (s: string) => string;
   private readonly now: () => number;
+  private readonly fsError: (e: unknown) => string;
 
-  constructor(file: string, key: string, clean: (s: string) => string, now: () => number) {
+  constructor(file: string, key: string, clean: (s: string) => string, now: () => number, fsError: (e: unknown) => string = plainFsError) {
     this.file = file;
     this.key = key;
     this.clean = clean;
     this.now = now;
+    this.fsError = fsError;
     this.value = this.check(this.readSync());
     this.readAt = now();
   }
@@ -176,7 +189,7 @@ class FileSecret {
     try {
       return this.clean(readFileSync(this.file, 'utf8'));
     } catch (e) {
-      throw new Error(`${this.key} ${this.file}: ${plainFsError(e)}`, { cause: e });
+      throw new Error(`${this.key} ${this.file}: ${this.fsError(e)}`, { cause: e });
     }
   }
 
@@ -197,7 +210,7 @@ class FileSecret {
           return this.value;
         },
         (e: unknown) => {
-          throw new Error(`${this.key} ${this.file}: ${plainFsError(e)}`, { cause: e });
+          throw new Error(`${this.key} ${this.file}: ${this.fsError(e)}`, { cause: e });
         },
       )
       .finally(() => (this.refreshing = undefined));
@@ -325,6 +338,29 @@ export class HttpClient {
   close(): Promise<void> {
     return this.pool.close();
   }
+}
+
+/** What an output's config holds for its client: `httpClientKeys` and outputCommon's `concurrency`. */
+export interface HttpOutputKeys {
+  endpoint: string;
+  tls: HttpTlsConfig;
+  auth: HttpAuthConfig;
+  headers: Record<string, string>;
+  timeout: number;
+  concurrency: number;
+}
+
+/** An output's client as its config says: one socket per request in flight (`concurrency`). */
+export function outputClient(name: string, config: HttpOutputKeys): HttpClient {
+  return new HttpClient({
+    name,
+    endpoint: config.endpoint,
+    tls: config.tls,
+    auth: config.auth,
+    headers: config.headers,
+    timeoutMs: config.timeout,
+    connections: config.concurrency,
+  });
 }
 
 function authSource(auth: HttpAuthConfig, now: () => number): AuthSource | undefined {

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { size } from '../agent/config/types.ts';
 import type { AttributeValue, Attributes, LogRecord } from '../agent/record.ts';
 import { outputCommon } from './common_config.ts';
-import { errorForStatus, HttpClient, httpClientKeys } from './http_client.ts';
+import { errorForStatus, httpClientKeys, outputClient, type HttpClient } from './http_client.ts';
 import {
   DEFAULT_LABELS,
   groupStreams,
@@ -137,15 +137,7 @@ export class LokiOutput implements Output {
 
   constructor(config: LokiConfig, ctx: OutputContext) {
     this.name = ctx.name;
-    this.client = new HttpClient({
-      name: ctx.name,
-      endpoint: config.endpoint,
-      tls: config.tls,
-      auth: config.auth,
-      headers: config.headers,
-      timeoutMs: config.timeout,
-      connections: config.concurrency,
-    });
+    this.client = outputClient(ctx.name, config);
     // Both `http://loki:3100` and the full push URL people copy from Grafana Cloud work.
     this.path = new URL(config.endpoint).pathname.replace(/\/+$/, '').endsWith(PUSH_PATH) ? '' : PUSH_PATH;
     this.json = config.encoding === 'json';

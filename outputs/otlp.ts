@@ -8,7 +8,7 @@ import { duration } from '../agent/config/types.ts';
 import type { LogRecord } from '../agent/record.ts';
 import { VERSION } from '../agent/version.ts';
 import { outputCommon } from './common_config.ts';
-import { HttpClient, bodyExcerpt, httpClientKeys, parseRetryAfter, type HttpResponse, type HttpTlsConfig } from './http_client.ts';
+import { HttpClient, bodyExcerpt, httpClientKeys, isHeaderName, isHeaderValue, parseRetryAfter, type HttpResponse, type HttpTlsConfig } from './http_client.ts';
 import { ExportLogsServiceResponse, OtlpLogsEncoder } from './otlp_logs_encoder.ts';
 import { PermanentError, RetryableError, type Output, type OutputContext, type SendResult } from './output.ts';
 
@@ -66,10 +66,6 @@ const DEFAULT_TIMEOUT_MS = 10_000;
 const SIGNAL_PATH = 'v1/logs';
 const GENERIC = 'OTEL_EXPORTER_OTLP_';
 const LOGS = 'OTEL_EXPORTER_OTLP_LOGS_';
-
-/** RFC 9110 field-name token; a value must not hold CR, LF or NUL. */
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const HEADER_VALUE = /^[^\r\n\0]*$/;
 
 /**
  * Config over environment, signal-specific variable over generic one, as the exporter spec says.
@@ -230,8 +226,8 @@ export function parseHeaderList(raw: string, variable: string, problem: (key: st
       problem('headers', `${variable}: entry ${i + 1} ${JSON.stringify(pair)} has a bad percent-encoding`);
       return;
     }
-    if (!HEADER_NAME.test(key)) problem('headers', `${variable}: ${JSON.stringify(key)} is not a valid header name`);
-    else if (!HEADER_VALUE.test(value)) problem('headers', `${variable}: the value of ${key} contains a line break or NUL`);
+    if (!isHeaderName(key)) problem('headers', `${variable}: ${JSON.stringify(key)} is not a valid header name`);
+    else if (!isHeaderValue(value)) problem('headers', `${variable}: the value of ${key} contains a line break or NUL`);
     else if (value !== '') out.push([key, value]); // an empty value is skipped, as the OpenTelemetry JS SDK does
   });
   return out;

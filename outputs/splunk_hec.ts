@@ -1,11 +1,11 @@
-import { accessSync, constants as fsConstants, promises as fsp, readFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
 import { promisify } from 'node:util';
 import { constants as zlib, gzip } from 'node:zlib';
 import { z } from 'zod';
 import type { AttributeValue, Attributes, LogRecord } from '../agent/record.ts';
 import { outputCommon } from './common_config.ts';
-import { bodyExcerpt, errorForStatus, HttpClient, httpClientKeys, SECRET_REFRESH_MS, type HttpResponse } from './http_client.ts';
+import { bodyExcerpt, errorForStatus, FileSecret, httpClientKeys, outputClient, type HttpClient, type HttpResponse } from './http_client.ts';
 import { NdjsonEncoder } from './ndjson.ts';
 import { PermanentError, RetryableError, type Output, type OutputContext, type RecordFailure, type SendResult } from './output.ts';
 
@@ -45,6 +45,11 @@ const MAX_FIELDS = 32;
 
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
+/** A token_file that cannot be read is told by the error's code (ENOENT). */
+function fsErrorCode(e: unknown): string {
+  return (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+}
+
 export const splunkHecConfig = z
   .strictObject({
     type: z.literal('splunk_hec'),
@@ -80,7 +85,7 @@ export const splunkHecConfig = z
       try {
         accessSync(c.token_file, fsConstants.R_OK);
       } catch (e) {
-        ctx.addIssue({ code: 'custom', path: ['token_file'], message: `cannot read ${c.token_file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` });
+        ctx.addIssue({ code: 'custom', path: ['token_file'], message: `cannot read ${c.token_file}: ${fsErrorCode(e)}` });
       }
     }
     for (const h of Object.keys(c.headers)) {
@@ -158,41 +163,13 @@ function isBlank(body: LogRecord['body']): boolean {
 }
 
 /** The HEC token, from the config or from a file that may be replaced under us (a mounted Secret). */
-class Token {
-  private value: string;
-  private readAt: number;
-  private refreshing: Promise<string> | undefined;
-  private readonly file: string | undefined;
+interface Token {
+  get(): string | Promise<string>;
+}
 
-  constructor(token: string | undefined, file: string | undefined) {
-    this.file = file;
-    this.value = token ?? this.check(readFileSync(file!, 'utf8'));
-    this.readAt = Date.now();
-  }
-
-  private check(text: string): string {
-    const t = text.trim();
-    if (t === '') throw new Error(`token_file ${this.file} is empty`);
-    return t;
-  }
-
-  get(): string | Promise<string> {
-    if (this.file === undefined || Date.now() - this.readAt < SECRET_REFRESH_MS) return this.value;
-    this.refreshing ??= fsp
-      .readFile(this.file, 'utf8')
-      .then(
-        (text) => {
-          this.value = this.check(text);
-          this.readAt = Date.now();
-          return this.value;
-        },
-        (e: NodeJS.ErrnoException) => {
-          throw new Error(`token_file ${this.file}: ${e.code ?? e.message}`, { cause: e });
-        },
-      )
-      .finally(() => (this.refreshing = undefined));
-    return this.refreshing;
-  }
+function hecToken(token: string | undefined, file: string | undefined): Token {
+  if (token !== undefined) return { get: () => token };
+  return new FileSecret(file!, 'token_file', (s) => s.trim(), () => Date.now(), fsErrorCode);
 }
 
 /** A batch's body: events back to back, and which record each event is when blank records were left out. */
@@ -234,20 +211,12 @@ export class SplunkHecOutput implements Output {
     this.config = config;
     this.ctx = ctx;
     try {
-      this.token = new Token(config.token, config.token_file);
+      this.token = hecToken(config.token, config.token_file);
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      throw new Error(`output ${ctx.name}: ${code ? `token_file ${config.token_file}: ${code}` : (e as Error).message}`, { cause: e });
+      throw new Error(`output ${ctx.name}: ${(e as Error).message}`, { cause: e });
     }
-    this.client = new HttpClient({
-      name: ctx.name,
-      endpoint: config.endpoint,
-      tls: config.tls,
-      auth: {},
-      headers: config.headers,
-      timeoutMs: config.timeout,
-      connections: config.concurrency,
-    });
+    // The token goes in HEC's own Authorization header: no auth for the client.
+    this.client = outputClient(ctx.name, { ...config, auth: {} });
     // /services/collector is the same endpoint as /services/collector/event, and /event/1.0 too.
     this.path = /\/services\/collector(\/event(\/1\.0)?)?\/?$/.test(new URL(config.endpoint).pathname) ? '' : 'services/collector/event';
     this.headers = { 'content-type': 'application/json' };

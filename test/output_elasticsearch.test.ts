@@ -1,31 +1,19 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { SelfMetrics } from '../agent/metrics.ts';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Attributes, LogRecord } from '../agent/record.ts';
 import { classifyBulkAnswer, ElasticsearchOutput, elasticsearchConfig, encodeApiKey, IndexPattern, type ElasticsearchConfig } from '../outputs/elasticsearch.ts';
-import { PermanentError, RetryableError, type OutputContext } from '../outputs/output.ts';
+import { PermanentError, RetryableError } from '../outputs/output.ts';
 import { outputPlugins } from '../outputs/registry.ts';
 import { ElasticsearchBulk, filterPath, mapperParsing, REJECTED_EXECUTION, type ElasticsearchBulkOptions } from './fakes/elasticsearch_bulk.ts';
+import { outputSuite, podResource, recordBuilder, send, stderrAttrs, stdoutAttrs, TRICKY_TEXT } from './helpers/output_fixtures.ts';
 
-const ctx: OutputContext = { name: 'es', metrics: new SelfMetrics('test'), log: () => {}, dataDir: '/nonexistent' };
-const dir = mkdtempSync(join(tmpdir(), 'kta-es-'));
-
-const fakes: ElasticsearchBulk[] = [];
-const outputs: ElasticsearchOutput[] = [];
-afterEach(async () => {
-  for (const o of outputs.splice(0)) await o.close();
-  for (const f of fakes.splice(0)) await f.close();
-});
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const { scratch: dir, ctx, track } = outputSuite('kta-es-', { name: 'es' });
 
 async function fake(opts: ElasticsearchBulkOptions = {}): Promise<ElasticsearchBulk> {
-  const f = await ElasticsearchBulk.start(opts);
-  fakes.push(f);
-  return f;
+  return track.receiver(await ElasticsearchBulk.start(opts));
 }
 
 function config(endpoint: string, extra: Record<string, unknown> = {}): ElasticsearchConfig {
@@ -33,37 +21,11 @@ function config(endpoint: string, extra: Record<string, unknown> = {}): Elastics
 }
 
 function output(endpoint: string, extra: Record<string, unknown> = {}): ElasticsearchOutput {
-  const o = new ElasticsearchOutput(config(endpoint, extra), ctx);
-  outputs.push(o);
-  return o;
+  return track.output(new ElasticsearchOutput(config(endpoint, extra), ctx));
 }
 
-const send = (o: ElasticsearchOutput, records: LogRecord[], signal = new AbortController().signal) => o.send(records, signal);
-
-const baseResource = {
-  'k8s.node.name': 'node-1',
-  'k8s.namespace.name': 'default',
-  'k8s.pod.name': 'web-1',
-  'k8s.pod.uid': '0f1e2d3c-4b5a-4697-8877-000000000001',
-  'k8s.container.name': 'app',
-  'k8s.container.restart_count': '0',
-  'container.id': '3b5c'.padEnd(64, '0'),
-  'k8s.deployment.name': 'web',
-};
-const resource = Object.freeze({ ...baseResource });
-const stdoutAttrs = Object.freeze({ 'log.iostream': 'stdout', 'log.file.path': '/var/log/pods/default_web-1_0f1e/app/0.log' });
-const stderrAttrs = Object.freeze({ 'log.iostream': 'stderr', 'log.file.path': '/var/log/pods/default_web-1_0f1e/app/0.log', 'kta.log.truncated': true });
-
-function record(body: LogRecord['body'], extra: Partial<LogRecord> = {}): LogRecord {
-  return {
-    timestamp: '2026-11-21T10:00:00.123456789Z',
-    observedTimestamp: '2026-11-21T10:00:00.130000000Z',
-    body,
-    attributes: stdoutAttrs,
-    resource,
-    ...extra,
-  };
-}
+const resource = podResource({ 'k8s.deployment.name': 'web' });
+const record = recordBuilder(resource);
 
 /** The document Elasticsearch should hold for a record whose keys need no rewriting. */
 function expectedDoc(r: LogRecord, attributes: Attributes = r.attributes, res: Attributes = r.resource): Record<string, unknown> {
@@ -79,12 +41,7 @@ function expectedDoc(r: LogRecord, attributes: Attributes = r.attributes, res: A
 }
 
 const TRICKY = [
-  'say "hi" and \\ leave',
-  'line one\nline two\r\nline three',
-  'tab\there, nul \u0000, bell \u0007, del \u007f',
-  'ünïcødé ✓ 日本語 😀',
-  'line separators \u2028 and \u2029',
-  'lone surrogates \ud800 and \udfff',
+  ...TRICKY_TEXT,
   // What the tailer makes of invalid UTF-8 on disk: replacement characters.
   Buffer.from([0x62, 0x61, 0x64, 0x20, 0xc3, 0x28, 0x20, 0xff, 0xfe]).toString('utf8'),
   '{"looks":"like json but is a string"}',
@@ -402,9 +359,9 @@ describe('elasticsearch output against a bulk endpoint', () => {
 // ---------------------------------------------------------------------------------------------
 
 describe('elasticsearch output: Kubernetes label keys', () => {
-  const podA = Object.freeze({ ...baseResource, 'k8s.pod.name': 'a', 'k8s.pod.label.app': 'web', 'k8s.pod.annotation.kubectl.kubernetes.io/restartedAt': '2026-11-20T10:00:00Z' });
+  const podA = Object.freeze({ ...resource, 'k8s.pod.name': 'a', 'k8s.pod.label.app': 'web', 'k8s.pod.annotation.kubectl.kubernetes.io/restartedAt': '2026-11-20T10:00:00Z' });
   const podB = Object.freeze({
-    ...baseResource,
+    ...resource,
     'k8s.pod.name': 'b',
     'k8s.pod.label.app.kubernetes.io/name': 'web',
     'k8s.pod.label.app.kubernetes.io/instance': 'web-prod',
@@ -417,9 +374,9 @@ describe('elasticsearch output: Kubernetes label keys', () => {
     const f = await fake();
     const res = await send(output(f.url), records);
     expect(res.failed).toBeUndefined();
-    const a = { ...baseResource, 'k8s.pod.name': 'a', 'k8s.pod.label.app': 'web', 'k8s.pod.annotation.kubectl_kubernetes_io/restartedAt': '2026-11-20T10:00:00Z' };
+    const a = { ...resource, 'k8s.pod.name': 'a', 'k8s.pod.label.app': 'web', 'k8s.pod.annotation.kubectl_kubernetes_io/restartedAt': '2026-11-20T10:00:00Z' };
     const b = {
-      ...baseResource,
+      ...resource,
       'k8s.pod.name': 'b',
       'k8s.pod.label.app_kubernetes_io/name': 'web',
       'k8s.pod.label.app_kubernetes_io/instance': 'web-prod',

@@ -1,75 +1,26 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { SelfMetrics } from '../agent/metrics.ts';
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
 import type { LogRecord } from '../agent/record.ts';
 import { HttpOutput, httpConfig } from '../outputs/http.ts';
-import { PermanentError, RetryableError, type OutputContext } from '../outputs/output.ts';
+import { PermanentError, RetryableError } from '../outputs/output.ts';
 import { createOutput, outputPlugins } from '../outputs/registry.ts';
 import { NdjsonReceiver, type NdjsonReceiverOptions } from './fakes/ndjson_receiver.ts';
-import { makeTestPki, type TestPki } from './helpers/rsyslog.ts';
+import { asJson, outputSuite, podResource, rejection, send, stderrAttrs, stdoutAttrs, TRICKY_TEXT } from './helpers/output_fixtures.ts';
 
-const scratch = mkdtempSync(join(tmpdir(), 'kta-output-http-'));
-let pki: TestPki;
-beforeAll(() => {
-  pki = makeTestPki(join(scratch, 'pki'));
-});
-afterAll(() => rmSync(scratch, { recursive: true, force: true }));
-
-const ctx: OutputContext = { name: 'ship', metrics: new SelfMetrics('test'), log: () => {}, dataDir: scratch };
-const receivers: NdjsonReceiver[] = [];
-const outputs: HttpOutput[] = [];
-afterEach(async () => {
-  await Promise.all(outputs.splice(0).map((o) => o.close()));
-  await Promise.all(receivers.splice(0).map((r) => r.close()));
-});
+const { pki, ctx, track } = outputSuite('kta-output-http-', { name: 'ship', pki: true });
 
 async function receiver(opts: NdjsonReceiverOptions = {}): Promise<NdjsonReceiver> {
-  const r = await NdjsonReceiver.start(opts);
-  receivers.push(r);
-  return r;
+  return track.receiver(await NdjsonReceiver.start(opts));
 }
 
 function output(config: Record<string, unknown>): HttpOutput {
-  const o = new HttpOutput(httpConfig.parse({ type: 'http', inputs: ['containers'], ...config }), ctx);
-  outputs.push(o);
-  return o;
+  return track.output(new HttpOutput(httpConfig.parse({ type: 'http', inputs: ['containers'], ...config }), ctx));
 }
 
-const send = (o: HttpOutput, records: LogRecord[], signal = new AbortController().signal) => o.send(records, signal);
+const resource = podResource({ 'k8s.deployment.name': 'web', 'k8s.pod.label.app': 'web' });
 
-async function rejection(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected the send to fail, it succeeded');
-}
-
-const resource = Object.freeze({
-  'k8s.node.name': 'node-1',
-  'k8s.namespace.name': 'default',
-  'k8s.pod.name': 'web-1',
-  'k8s.pod.uid': '0f1e2d3c-4b5a-4697-8877-000000000001',
-  'k8s.container.name': 'app',
-  'k8s.container.restart_count': '0',
-  'container.id': '3b5c'.padEnd(64, '0'),
-  'k8s.deployment.name': 'web',
-  'k8s.pod.label.app': 'web',
-});
-const stdoutAttrs = Object.freeze({ 'log.iostream': 'stdout', 'log.file.path': '/var/log/pods/default_web-1_0f1e/app/0.log' });
-const stderrAttrs = Object.freeze({ 'log.iostream': 'stderr', 'log.file.path': '/var/log/pods/default_web-1_0f1e/app/0.log', 'kta.log.truncated': true });
-
-/** Bodies that break naive encoders: quotes, control characters, non-ASCII, lone surrogates, U+2028. */
 const TRICKY = [
-  'say "hi" and \\ leave',
-  'line one\nline two\r\nline three',
-  'tab\there, nul \u0000, bell \u0007, del \u007f',
-  'ünïcødé ✓ 日本語 😀',
-  'line separators \u2028 and \u2029',
-  'lone surrogates \ud800 and \udfff',
+  ...TRICKY_TEXT,
   'replacement char from invalid UTF-8 \ufffd',
   '',
 ];
@@ -93,19 +44,6 @@ function mixedBatch(): LogRecord[] {
     record(101, ['array', 'body']),
     record(102, 'plain', { severityText: 'WARN' }),
   ];
-}
-
-/** What design.md says one record is, once JSON.parse'd from its NDJSON line (lone surrogates survive: JSON.stringify escapes them). */
-function asJson(r: LogRecord): Record<string, unknown> {
-  return {
-    timestamp: r.timestamp,
-    observed_timestamp: r.observedTimestamp,
-    ...(r.severityText !== undefined ? { severity_text: r.severityText } : {}),
-    ...(r.severityNumber !== undefined ? { severity_number: r.severityNumber } : {}),
-    body: r.body,
-    attributes: r.attributes,
-    resource: r.resource,
-  };
 }
 
 describe('http output config', () => {

@@ -1,53 +1,22 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '../agent/config/load.ts';
-import { SelfMetrics } from '../agent/metrics.ts';
 import type { Attributes, LogRecord } from '../agent/record.ts';
 import { LokiOutput, lokiConfig } from '../outputs/loki.ts';
 import { DEFAULT_LABELS, StreamLabeler, TimestampParser } from '../outputs/loki_streams.ts';
-import { PermanentError, RetryableError, type OutputContext, type SendResult } from '../outputs/output.ts';
+import { PermanentError, RetryableError } from '../outputs/output.ts';
 import { createOutput } from '../outputs/registry.ts';
 import { LokiReceiver, goTime, parseLabels, type LokiReceiverOptions, type ReceivedEntry } from './fakes/loki_receiver.ts';
-import { makeTestPki, type TestPki } from './helpers/rsyslog.ts';
+import { asJson, outputSuite, rejection, send } from './helpers/output_fixtures.ts';
 
-const scratch = mkdtempSync(join(tmpdir(), 'kta-output-loki-'));
-let pki: TestPki;
-beforeAll(() => {
-  pki = makeTestPki(join(scratch, 'pki'));
-});
-afterAll(() => rmSync(scratch, { recursive: true, force: true }));
-
-const ctx: OutputContext = { name: 'loki', metrics: new SelfMetrics('test'), log: () => {}, dataDir: scratch };
-const receivers: LokiReceiver[] = [];
-const outputs: LokiOutput[] = [];
-afterEach(async () => {
-  await Promise.all(outputs.splice(0).map((o) => o.close()));
-  await Promise.all(receivers.splice(0).map((r) => r.close()));
-});
+const { pki, ctx, track } = outputSuite('kta-output-loki-', { name: 'loki', pki: true });
 
 async function loki(opts: LokiReceiverOptions = {}): Promise<LokiReceiver> {
-  const r = await LokiReceiver.start(opts);
-  receivers.push(r);
-  return r;
+  return track.receiver(await LokiReceiver.start(opts));
 }
 
 function output(config: Record<string, unknown>): LokiOutput {
-  const o = new LokiOutput(lokiConfig.parse({ type: 'loki', inputs: ['containers'], ...config }), ctx);
-  outputs.push(o);
-  return o;
-}
-
-const send = (o: LokiOutput, records: readonly LogRecord[], signal = new AbortController().signal): Promise<SendResult> => o.send(records, signal);
-
-async function rejection(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected the send to fail, it succeeded');
+  return track.output(new LokiOutput(lokiConfig.parse({ type: 'loki', inputs: ['containers'], ...config }), ctx));
 }
 
 // --- fixtures -----------------------------------------------------------------------------------
@@ -110,15 +79,7 @@ function lcg(seed: number): () => number {
 function expectedJsonLine(r: LogRecord, labelAttrs: readonly string[]): Record<string, unknown> {
   const resource: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(r.resource)) if (!labelAttrs.includes(k)) resource[k] = v;
-  return {
-    timestamp: r.timestamp,
-    observed_timestamp: r.observedTimestamp,
-    ...(r.severityText !== undefined ? { severity_text: r.severityText } : {}),
-    ...(r.severityNumber !== undefined ? { severity_number: r.severityNumber } : {}),
-    body: r.body,
-    attributes: r.attributes,
-    resource,
-  };
+  return { ...asJson(r), resource };
 }
 
 interface Comparable {

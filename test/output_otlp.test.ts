@@ -1,24 +1,15 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '../agent/config/load.ts';
-import { SelfMetrics } from '../agent/metrics.ts';
 import type { Attributes, LogRecord } from '../agent/record.ts';
 import { VERSION } from '../agent/version.ts';
 import { OtlpOutput, otlpConfig, resolveOtlpSettings } from '../outputs/otlp.ts';
 import { ExportLogsServiceRequest, MAX_BODY_DEPTH, OtlpLogsEncoder, deepJson, unixNanos } from '../outputs/otlp_logs_encoder.ts';
-import { PermanentError, RetryableError, type OutputContext } from '../outputs/output.ts';
+import { PermanentError, RetryableError } from '../outputs/output.ts';
 import { createOutput, outputPlugins } from '../outputs/registry.ts';
 import { OtlpReceiver, RpcStatus, type Plain, type ReceivedLog } from './fakes/otlp_receiver.ts';
-import { makeTestPki, type TestPki } from './helpers/rsyslog.ts';
-
-const scratch = mkdtempSync(join(tmpdir(), 'kta-output-otlp-'));
-let pki: TestPki;
-beforeAll(() => {
-  pki = makeTestPki(join(scratch, 'pki'));
-});
-afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+import { outputSuite, podResource, recordBuilder, rejection, send, stdoutAttrs } from './helpers/output_fixtures.ts';
 
 // Every OTEL_* variable is cleared before each test and put back after it: the output reads them.
 let savedEnv: Record<string, string | undefined> = {};
@@ -37,56 +28,32 @@ afterEach(() => {
 });
 
 const warnings: string[] = [];
-const ctx: OutputContext = { name: 'otel', metrics: new SelfMetrics('test'), log: (_level, msg) => warnings.push(msg), dataDir: scratch };
-const receivers: OtlpReceiver[] = [];
-const outputs: OtlpOutput[] = [];
-afterEach(async () => {
-  warnings.length = 0;
-  await Promise.all(outputs.splice(0).map((o) => o.close()));
-  await Promise.all(receivers.splice(0).map((r) => r.close()));
+const { scratch, pki, ctx, track } = outputSuite('kta-output-otlp-', {
+  name: 'otel',
+  pki: true,
+  log: (_level, msg) => warnings.push(msg),
+  afterClose: () => {
+    warnings.length = 0;
+  },
 });
 
 async function receiver(opts: Parameters<typeof OtlpReceiver.start>[0] = {}): Promise<OtlpReceiver> {
-  const r = await OtlpReceiver.start(opts);
-  receivers.push(r);
-  return r;
+  return track.receiver(await OtlpReceiver.start(opts));
 }
 
 function output(config: Record<string, unknown>): OtlpOutput {
-  const o = new OtlpOutput(otlpConfig.parse({ type: 'otlp', inputs: ['containers'], ...config }), ctx);
-  outputs.push(o);
-  return o;
-}
-
-const send = (o: OtlpOutput, records: LogRecord[], signal = new AbortController().signal) => o.send(records, signal);
-
-async function rejection(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected the send to fail, it succeeded');
+  return track.output(new OtlpOutput(otlpConfig.parse({ type: 'otlp', inputs: ['containers'], ...config }), ctx));
 }
 
 // ---------------------------------------------------------------------------------------------
 // Records, and what the receiver must see for each (computed here, independently of the encoder)
 
-const podA = Object.freeze({
-  'k8s.node.name': 'node-1',
-  'k8s.namespace.name': 'default',
-  'k8s.pod.name': 'web-1',
-  'k8s.pod.uid': '0f1e2d3c-4b5a-4697-8877-000000000001',
-  'k8s.container.name': 'app',
-  'k8s.container.restart_count': '0',
-  'container.id': '3b5c'.padEnd(64, '0'),
-});
+const podA = podResource();
 const podB = Object.freeze({ 'k8s.node.name': 'node-1', 'k8s.namespace.name': 'kube-system', 'k8s.pod.name': 'dns-7', 'k8s.container.name': 'coredns' });
 /** Equal to podB in content, another object (a file reopened): still one ResourceLogs. */
 const podBAgain = Object.freeze({ ...podB });
 const journal = Object.freeze({ 'k8s.node.name': 'node-1', 'service.name': 'kubelet' });
 
-const stdoutAttrs = Object.freeze({ 'log.iostream': 'stdout', 'log.file.path': '/var/log/pods/default_web-1_0f1e/app/0.log' });
 const stderrAttrs = Object.freeze({ 'log.iostream': 'stderr', 'log.file.path': '/var/log/pods/default_web-1_0f1e/app/0.log' });
 const journalAttrs = Object.freeze({
   'systemd.unit': 'kubelet.service',
@@ -96,16 +63,7 @@ const journalAttrs = Object.freeze({
   'journald.fields': Object.freeze(['a', 'b', 'ünï']) as readonly string[],
 });
 
-function record(body: LogRecord['body'], extra: Partial<LogRecord> = {}): LogRecord {
-  return {
-    timestamp: '2026-11-21T10:00:00.123456789Z',
-    observedTimestamp: '2026-11-21T10:00:00.130000000Z',
-    body,
-    attributes: stdoutAttrs,
-    resource: podA,
-    ...extra,
-  };
-}
+const record = recordBuilder(podA);
 
 /** Records of three resources, interleaved, with every kind of body and attribute value. */
 function variedRecords(): LogRecord[] {
@@ -748,7 +706,7 @@ ${output}`;
     const o = createOutput(cfg.outputs.otlp!, ctx);
     expect(o).toBeInstanceOf(OtlpOutput);
     expect((o as OtlpOutput).settings).toMatchObject({ url: 'http://collector:4318/v1/logs', protocol: 'http/protobuf', compression: 'none', timeoutMs: 10_000 });
-    outputs.push(o as OtlpOutput);
+    track.output(o);
   });
 
   it('with neither an endpoint nor an OTEL_EXPORTER_OTLP_*ENDPOINT, names the key and both variables', () => {

@@ -1,13 +1,12 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { SelfMetrics } from '../agent/metrics.ts';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import type { LogRecord } from '../agent/record.ts';
 import { NdjsonEncoder } from '../outputs/ndjson.ts';
-import { PermanentError, RetryableError, type OutputContext, type SendResult } from '../outputs/output.ts';
+import { PermanentError, RetryableError } from '../outputs/output.ts';
 import { DEFAULT_FIELDS, SplunkHecOutput, splunkHecConfig } from '../outputs/splunk_hec.ts';
 import { HEC_TOKEN, SplunkHecReceiver, type HecEvent, type SplunkHecOptions } from './fakes/splunk_hec.ts';
+import { outputSuite, podResource, recordBuilder, send, stdoutAttrs as webStdout } from './helpers/output_fixtures.ts';
 import { makeTestPki, type TestPki } from './helpers/rsyslog.ts';
 
 /**
@@ -17,45 +16,25 @@ import { makeTestPki, type TestPki } from './helpers/rsyslog.ts';
  * RetryableError with Retry-After, PermanentError).
  */
 
-const dir = mkdtempSync(join(tmpdir(), 'kta-hec-'));
 const logs: { level: string; msg: string }[] = [];
-const ctx: OutputContext = { name: 'splunk', metrics: new SelfMetrics('test'), log: (level, msg) => logs.push({ level, msg }), dataDir: dir };
+const { scratch: dir, ctx, track } = outputSuite('kta-hec-', {
+  name: 'splunk',
+  log: (level, msg) => logs.push({ level, msg }),
+  afterClose: () => {
+    logs.length = 0;
+    vi.useRealTimers();
+  },
+});
 
-const fakes: SplunkHecReceiver[] = [];
-const outputs: SplunkHecOutput[] = [];
 async function hec(opts: SplunkHecOptions = {}): Promise<SplunkHecReceiver> {
-  const f = await SplunkHecReceiver.start(opts);
-  fakes.push(f);
-  return f;
+  return track.receiver(await SplunkHecReceiver.start(opts));
 }
 function output(fake: SplunkHecReceiver | string, keys: Record<string, unknown> = {}): SplunkHecOutput {
   const endpoint = typeof fake === 'string' ? fake : fake.url;
-  const out = new SplunkHecOutput(splunkHecConfig.parse({ type: 'splunk_hec', inputs: ['containers'], endpoint, token: HEC_TOKEN, ...keys }), ctx);
-  outputs.push(out);
-  return out;
+  return track.output(new SplunkHecOutput(splunkHecConfig.parse({ type: 'splunk_hec', inputs: ['containers'], endpoint, token: HEC_TOKEN, ...keys }), ctx));
 }
-const send = (out: SplunkHecOutput, records: readonly LogRecord[], signal = new AbortController().signal): Promise<SendResult> => out.send(records, signal);
 
-afterEach(async () => {
-  await Promise.all(outputs.splice(0).map((o) => o.close()));
-  await Promise.all(fakes.splice(0).map((f) => f.close()));
-  logs.length = 0;
-  vi.useRealTimers();
-});
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-const webResource = Object.freeze({
-  'k8s.node.name': 'node-1',
-  'k8s.namespace.name': 'default',
-  'k8s.pod.name': 'web-1',
-  'k8s.pod.uid': '0f1e2d3c-4b5a-4697-8877-000000000001',
-  'k8s.container.name': 'app',
-  'k8s.container.restart_count': '0',
-  'container.id': '3b5c'.padEnd(64, '0'),
-  'k8s.deployment.name': 'web',
-  'k8s.replicaset.name': 'web-7d9f',
-  'k8s.pod.label.app': 'web',
-});
+const webResource = podResource({ 'k8s.deployment.name': 'web', 'k8s.replicaset.name': 'web-7d9f', 'k8s.pod.label.app': 'web' });
 const dbResource = Object.freeze({
   'k8s.node.name': 'node-1',
   'k8s.namespace.name': 'data',
@@ -63,22 +42,12 @@ const dbResource = Object.freeze({
   'k8s.container.name': 'postgres',
   'k8s.statefulset.name': 'db',
 });
-const webStdout = Object.freeze({ 'log.iostream': 'stdout', 'log.file.path': '/var/log/pods/default_web-1_0f1e/app/0.log' });
 const dbStderr = Object.freeze({ 'log.iostream': 'stderr', 'log.file.path': '/var/log/pods/data_db-0_77aa/postgres/3.log' });
 /** A journald record: no file, the unit as service.name, the journal's own host name. */
 const journalResource = Object.freeze({ 'k8s.node.name': 'node-1', 'host.name': 'ip-10-0-0-7', 'service.name': 'kubelet.service' });
 const journalAttrs = Object.freeze({ 'journald._SYSTEMD_UNIT': 'kubelet.service' });
 
-function record(body: LogRecord['body'], extra: Partial<LogRecord> = {}): LogRecord {
-  return {
-    timestamp: '2026-11-21T10:00:00.123456789Z',
-    observedTimestamp: '2026-11-21T10:00:00.130000000Z',
-    body,
-    attributes: webStdout,
-    resource: webResource,
-    ...extra,
-  };
-}
+const record = recordBuilder(webResource, webStdout);
 
 /** What HEC must have kept for a record with the default config (2026-11-21T10:00:00Z is 1795255200). */
 const webFields = { 'k8s.namespace.name': 'default', 'k8s.pod.name': 'web-1', 'k8s.container.name': 'app', 'k8s.deployment.name': 'web' };

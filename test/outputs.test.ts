@@ -9,31 +9,12 @@ import { FileOutput, fileConfig } from '../outputs/file.ts';
 import { NdjsonEncoder, encodeText } from '../outputs/ndjson.ts';
 import type { Output, OutputContext } from '../outputs/output.ts';
 import { StdoutOutput, stdoutConfig } from '../outputs/stdout.ts';
+import { podResource, recordBuilder, stdoutAttrs, TRICKY_TEXT } from './helpers/output_fixtures.ts';
 
 const ctx: OutputContext = { name: 'out', metrics: new SelfMetrics('test'), log: () => {}, dataDir: '/nonexistent' };
 const write = (out: { send: Output['send'] }, records: LogRecord[]) => out.send(records, new AbortController().signal).then((r) => r.bytes);
 
-const resource = Object.freeze({
-  'k8s.node.name': 'node-1',
-  'k8s.namespace.name': 'default',
-  'k8s.pod.name': 'web-1',
-  'k8s.pod.uid': '0f1e2d3c-4b5a-4697-8877-000000000001',
-  'k8s.container.name': 'app',
-  'k8s.container.restart_count': '0',
-  'container.id': '3b5c'.padEnd(64, '0'),
-});
-const stdoutAttrs = Object.freeze({ 'log.iostream': 'stdout', 'log.file.path': '/var/log/pods/default_web-1_0f1e/app/0.log' });
-
-function record(body: LogRecord['body'], extra: Partial<LogRecord> = {}): LogRecord {
-  return {
-    timestamp: '2026-11-21T10:00:00.123456789Z',
-    observedTimestamp: '2026-11-21T10:00:00.130000000Z',
-    body,
-    attributes: stdoutAttrs,
-    resource,
-    ...extra,
-  };
-}
+const record = recordBuilder(podResource());
 
 /** What design.md says a record looks like once JSON.parse'd from its NDJSON line. */
 function asJson(r: LogRecord): Record<string, unknown> {
@@ -48,12 +29,7 @@ function asJson(r: LogRecord): Record<string, unknown> {
 }
 
 const TRICKY = [
-  'say "hi" and \\ leave',
-  'line one\nline two\r\nline three',
-  'tab\there, nul \u0000, bell \u0007, del \u007f',
-  'ünïcødé ✓ 日本語 😀',
-  'line separators \u2028 and \u2029',
-  'lone surrogates \ud800 and \udfff',
+  ...TRICKY_TEXT,
   '</script><!-- -->',
   '',
 ];

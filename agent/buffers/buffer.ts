@@ -72,7 +72,7 @@ export type WhenFull = 'block' | 'drop_newest';
 /**
  * When the disk buffer calls `onAccepted` (lets the source checkpoint move):
  * - `always`: after an fsync that covers the records (concurrent pushes share one fsync);
- * - `interval`: after the next periodic fsync (every `fsync_interval`);
+ * - `interval`: after the next periodic fsync (every `fsync_interval`, or sooner once 2 MiB wait);
  * - `never`: right after write(2). Survives the agent being killed (the data is in the page cache),
  *   not the node crashing or losing power.
  */

@@ -31,6 +31,9 @@ export interface DiskBufferOptions {
   readonly log: Logger;
 }
 
+/** With `fsync: interval`, unsynced bytes that start a sync before the timer does. */
+const EARLY_SYNC_BYTES = 2 * 1024 * 1024;
+
 export const DISK_BUFFER_DEFAULTS = { fsync: 'interval' as FsyncPolicy, fsyncIntervalMs: 500, segmentBytes: 8 * 1024 * 1024, retryMs: 1000 };
 
 /** `<dataDir>/buffers/<output>`, the output name made safe as one path component. */
@@ -431,7 +434,9 @@ export class DiskBuffer implements RecordBuffer {
       return;
     }
     this.syncWaiters.push({ target: this.written, onAccepted });
-    if (this.fsyncPolicy === 'always') this.requestSync();
+    // `interval` also syncs early once a few MiB wait: the sources' window is bounded in bytes,
+    // so a timer alone would cap throughput at window / fsync_interval.
+    if (this.fsyncPolicy === 'always' || this.written - this.synced >= EARLY_SYNC_BYTES) this.requestSync();
   }
 
   private openSegment(): { w: SegmentWriter; seg: Segment } {
