@@ -232,6 +232,7 @@ export class Agent {
         if (!drained && old.buffer.type === 'memory') {
           const records = await old.discard();
           this.metrics.droppedRecords.inc({ component: name, reason: 'output_removed' }, records);
+          this.metrics.outputRecords.inc({ output: name, status: 'dropped' }, records);
           this.log.warn(`output ${name}: removed from the config with ${records} records it could not deliver in time; dropped`);
         } else if (held > 0) {
           this.log.warn(`output ${name}: removed from the config; its disk buffer keeps ${held} records it could not deliver, sent if the output is configured again`);

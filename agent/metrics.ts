@@ -18,6 +18,11 @@ export class SelfMetrics {
     'Records a receiver refused for good, written to the output\'s dead-letter file.',
     ['output'],
   );
+  readonly outputTruncatedRecords = this.counter(
+    'telemetry_agent_output_truncated_records_total',
+    'Records an output cut to fit its protocol\'s message size (syslog max_message_bytes), sent cut.',
+    ['output'],
+  );
   readonly outputRequestDuration = this.histogram(
     'telemetry_agent_output_request_duration_seconds',
     'Time an output took to accept one batch.',

@@ -277,6 +277,7 @@ describe('OutputRunner', () => {
     for (let i = 0; i < 5; i++) await s.push(recs(i * 10, 10));
     expect(s.acked).toEqual(range(20, 30));
     expect(await sample(s.metrics, 'telemetry_agent_dropped_records_total', { component: 'out', reason: 'buffer_full' })).toBe(30);
+    expect(await sample(s.metrics, 'telemetry_agent_output_records_total', { output: 'out', status: 'dropped' })).toBe(30);
     await s.runner.close();
   });
 

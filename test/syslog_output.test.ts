@@ -295,8 +295,12 @@ describe.skipIf(!available)('syslog output against a real rsyslogd', () => {
     // The bytes reported are the octet-counted frames: each message plus "<length> ".
     expect(bytes).toBe(lines.reduce((n, l) => n + Buffer.byteLength(l.rawmsg) + `${Buffer.byteLength(l.rawmsg)} `.length, 0));
     expect(logs.filter((l) => l.includes('max_message_bytes'))).toEqual([
-      'warn output central: a record\'s body was cut to fit max_message_bytes (2048); further cuts are not logged',
+      'warn output central: a record\'s body was cut to fit max_message_bytes (2048); further cuts are not logged (telemetry_agent_output_truncated_records_total counts them)',
     ]);
+    // A cut message fills the limit up to a character boundary; no uncut one comes near it.
+    const cut = lines.filter((l) => Buffer.byteLength(l.rawmsg) > 2040).length;
+    expect(cut).toBeGreaterThan(0);
+    expect((await ctx.metrics.outputTruncatedRecords.get()).values.find((v) => v.labels.output === 'central')?.value).toBe(cut);
   });
 
   it('TLS: every field of every record, with a numeric facility, fixed APP-NAME and MSGID, no structured data', async () => {

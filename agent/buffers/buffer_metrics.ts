@@ -43,6 +43,7 @@ export class BufferMetrics {
 
   dropped(records: number, reason: 'buffer_full' | 'volume_full'): void {
     this.metrics.droppedRecords.inc({ component: this.output, reason }, records);
+    this.metrics.outputRecords.inc({ output: this.output, status: 'dropped' }, records);
   }
 
   corruptBytes(bytes: number): void {

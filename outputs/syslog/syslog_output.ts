@@ -113,6 +113,7 @@ export class SyslogOutput implements Output {
   readonly name: string;
   private readonly config: SyslogConfig;
   private readonly log: OutputContext['log'];
+  private readonly truncatedRecords: { inc(n: number): void };
   private readonly encoder: Rfc5424Encoder;
   private readonly transport: SyslogTransport;
   private truncationLogged = false;
@@ -121,6 +122,7 @@ export class SyslogOutput implements Output {
     this.name = ctx.name;
     this.config = config;
     this.log = ctx.log;
+    this.truncatedRecords = ctx.metrics.outputTruncatedRecords.labels({ output: ctx.name });
     const endpoint = parseEndpoint(config.endpoint) as SyslogEndpoint; // validated by the schema
     this.encoder = new Rfc5424Encoder({
       facility: config.facility,
@@ -153,9 +155,10 @@ export class SyslogOutput implements Output {
     const messages = new Array<string>(records.length);
     const truncated = this.encoder.truncated;
     for (let i = 0; i < records.length; i++) messages[i] = this.encoder.encode(records[i]!);
+    if (this.encoder.truncated > truncated) this.truncatedRecords.inc(this.encoder.truncated - truncated);
     if (this.encoder.truncated > truncated && !this.truncationLogged) {
       this.truncationLogged = true;
-      this.log('warn', `output ${this.name}: a record's body was cut to fit max_message_bytes (${this.config.max_message_bytes}); further cuts are not logged`);
+      this.log('warn', `output ${this.name}: a record's body was cut to fit max_message_bytes (${this.config.max_message_bytes}); further cuts are not logged (telemetry_agent_output_truncated_records_total counts them)`);
     }
     try {
       return { bytes: await this.transport.send(messages, signal) };
