@@ -220,33 +220,47 @@ function isDateTimeShape(t: string): boolean {
  * Consecutive records mostly share their second, so the date part is parsed once per second.
  */
 export class TimestampParser {
+  /** The time `read` last read. */
+  seconds = 0;
+  nanos = 0;
   private lastPrefix = '';
   private lastSeconds = 0;
 
   parse(text: string): Timestamp | undefined {
+    return this.read(text) ? { seconds: this.seconds, nanos: this.nanos } : undefined;
+  }
+
+  /** `parse` without an object per call: true, with the time in `seconds` and `nanos`, or false. */
+  read(text: string): boolean {
     // The agent's own shape, `2026-11-21T10:00:00.123456789Z`, without a regex.
     if (text.length === 30 && text.charCodeAt(29) === 90 /* Z */ && isDateTimeShape(text)) {
       let nanos = 0;
       for (let i = 20; i < 29; i++) {
         const d = text.charCodeAt(i) - 48;
-        if (d < 0 || d > 9) return this.parseGeneral(text);
+        if (d < 0 || d > 9) return this.readGeneral(text);
         nanos = nanos * 10 + d;
       }
-      const prefix = text.slice(0, 19);
-      const seconds = prefix === this.lastPrefix ? this.lastSeconds : this.secondsOf(prefix, 'Z');
-      return seconds === undefined ? undefined : { seconds, nanos };
+      // startsWith compares in place; a slice per record would be an object per record.
+      let seconds: number | undefined = this.lastSeconds;
+      if (this.lastPrefix === '' || !text.startsWith(this.lastPrefix)) seconds = this.secondsOf(text.slice(0, 19), 'Z');
+      if (seconds === undefined) return false;
+      this.seconds = seconds;
+      this.nanos = nanos;
+      return true;
     }
-    return this.parseGeneral(text);
+    return this.readGeneral(text);
   }
 
-  private parseGeneral(text: string): Timestamp | undefined {
+  private readGeneral(text: string): boolean {
     const m = RFC3339.exec(text);
-    if (!m) return undefined;
+    if (!m) return false;
     const zone = m[3]!.toUpperCase();
     const seconds = zone === 'Z' && m[1] === this.lastPrefix ? this.lastSeconds : this.secondsOf(m[1]!, zone);
-    if (seconds === undefined) return undefined;
+    if (seconds === undefined) return false;
     const digits = (m[2] ?? '').slice(0, 9);
-    return { seconds, nanos: digits === '' ? 0 : Number(digits) * NANO_SCALE[digits.length]! };
+    this.seconds = seconds;
+    this.nanos = digits === '' ? 0 : Number(digits) * NANO_SCALE[digits.length]!;
+    return true;
   }
 
   private secondsOf(prefix: string, zone: string): number | undefined {
@@ -299,8 +313,7 @@ export function groupStreams(
   let lastRest: Attributes = {};
   for (let i = 0; i < records.length; i++) {
     const r = records[i]!;
-    const ts = times.parse(r.timestamp);
-    if (ts === undefined) {
+    if (!times.read(r.timestamp)) {
       failed.push({ index: i, retryable: false, reason: `timestamp ${JSON.stringify(r.timestamp)} is not an RFC 3339 time after 1970` });
       continue;
     }
@@ -319,7 +332,7 @@ export function groupStreams(
       lastResource = r.resource;
       lastGroup = group;
     }
-    group.entries.push({ index: i, seconds: ts.seconds, nanos: ts.nanos, rest: lastRest });
+    group.entries.push({ index: i, seconds: times.seconds, nanos: times.nanos, rest: lastRest });
   }
   for (const g of groups) if (!isSorted(g.entries)) g.entries.sort(byTime);
   return groups;

@@ -1,12 +1,14 @@
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '../agent/config/load.ts';
 import type { Attributes, LogRecord } from '../agent/record.ts';
-import { LokiOutput, lokiConfig } from '../outputs/loki.ts';
+import { blockCompressor, loadCompressor, LokiOutput, lokiConfig } from '../outputs/loki.ts';
 import { DEFAULT_LABELS, StreamLabeler, TimestampParser } from '../outputs/loki_streams.ts';
+import { NdjsonEncoder } from '../outputs/ndjson.ts';
 import { PermanentError, RetryableError } from '../outputs/output.ts';
 import { createOutput } from '../outputs/registry.ts';
-import { LokiReceiver, goTime, parseLabels, type LokiReceiverOptions, type ReceivedEntry } from './fakes/loki_receiver.ts';
+import { LokiReceiver, goTime, lokiRoot, parseLabels, type LokiReceiverOptions, type ReceivedEntry } from './fakes/loki_receiver.ts';
 import { asJson, outputSuite, rejection, send } from './helpers/output_fixtures.ts';
 
 const { pki, ctx, track } = outputSuite('kta-output-loki-', { name: 'loki', pki: true });
@@ -639,5 +641,144 @@ describe('LokiOutput, what is refused and what is retried', () => {
     const req = fake.server.requests[0]!;
     expect(req.wireBytes).toBeLessThan(req.body.length / 3);
     expect(fake.entries).toHaveLength(300);
+  });
+});
+
+// --- the protobuf body, byte for byte ----------------------------------------------------------------
+
+const snappyjs = createRequire(import.meta.url)('snappyjs') as { uncompress(b: Uint8Array): Uint8Array };
+const PushRequestType = lokiRoot.lookupType('logproto.PushRequest');
+
+/** What the output sent, raw: every body its client was given, snappy undone. */
+function capture(o: LokiOutput): Buffer[] {
+  const raws: Buffer[] = [];
+  (o as unknown as { client: unknown }).client = {
+    request(req: { body: Buffer }) {
+      raws.push(Buffer.from(snappyjs.uncompress(req.body)));
+      return Promise.resolve({ status: 204, headers: {}, body: Buffer.alloc(0) });
+    },
+    close: () => Promise.resolve(),
+  };
+  return raws;
+}
+
+/**
+ * The PushRequest as message objects, encoded by protobufjs: how the output built its body before
+ * it wrote the fields itself. Same grouping, order, lines and structured metadata.
+ */
+function referencePush(records: readonly LogRecord[], opts: { bodyLines?: boolean; maxLineSize?: number; staticLabels?: Record<string, string> } = {}): Uint8Array {
+  const labeler = new StreamLabeler(DEFAULT_LABELS, opts.staticLabels ?? {});
+  const times = new TimestampParser();
+  const ndjson = new NdjsonEncoder();
+  const metaName = (k: string) => {
+    const n = k.replace(/[^A-Za-z0-9_]/g, '_');
+    return /^[0-9]/.test(n) ? 'key_' + n : n.startsWith('_') && !n.startsWith('__') ? 'key' + n : n;
+  };
+  const metaValue = (v: unknown) => (typeof v === 'string' ? v : Array.isArray(v) ? JSON.stringify(v) : String(v)).toWellFormed();
+  const pairs = (a: Attributes) => Object.entries(a).map(([k, v]) => ({ name: metaName(k), value: metaValue(v) }));
+  const streams = new Map<string, { labels: string; entries: { t: [number, number]; entry: Record<string, unknown> }[] }>();
+  for (const r of records) {
+    const t = times.parse(r.timestamp);
+    if (t === undefined) continue;
+    const split = labeler.split(r.resource);
+    const line = opts.bodyLines
+      ? typeof r.body === 'string'
+        ? r.body.toWellFormed()
+        : JSON.stringify(r.body)
+      : ndjson.encode({ ...r, resource: split.rest }).slice(0, -1);
+    if ((opts.maxLineSize ?? 256_000) > 0 && Buffer.byteLength(line) > (opts.maxLineSize ?? 256_000)) continue;
+    const entry: Record<string, unknown> = { timestamp: { seconds: t.seconds, nanos: t.nanos }, line };
+    if (opts.bodyLines) {
+      entry.structuredMetadata = [
+        ...(r.severityText !== undefined ? [{ name: 'severity_text', value: r.severityText.toWellFormed() }] : []),
+        ...(r.severityNumber !== undefined ? [{ name: 'severity_number', value: String(r.severityNumber) }] : []),
+        { name: 'observed_timestamp', value: r.observedTimestamp },
+        ...pairs(r.attributes),
+        ...pairs(split.rest),
+      ];
+    }
+    if (!streams.has(split.selector)) streams.set(split.selector, { labels: split.selector, entries: [] });
+    streams.get(split.selector)!.entries.push({ t: [t.seconds, t.nanos], entry });
+  }
+  const message = {
+    streams: [...streams.values()].map((s) => ({
+      labels: s.labels,
+      entries: s.entries.sort((a, b) => a.t[0] - b.t[0] || a.t[1] - b.t[1]).map((e) => e.entry),
+    })),
+  };
+  return PushRequestType.encode(PushRequestType.fromObject(message)).finish();
+}
+
+describe('LokiOutput, the protobuf body', () => {
+  /** Varied records: many pods, severities, unicode, lone surrogates, object bodies, a second-0 time, lines of every length class. */
+  function varied(): LogRecord[] {
+    const { records } = manyPods(600);
+    const c = container(7, 'app');
+    const lone = container(8, 'solo', 'none');
+    return [
+      ...records,
+      record(c, BASE_NS + 3n, 'ünïcødé ✓ 日本 😀 \u2028 "quoted" \\ back\nslash\ttab\u0001ctl', { severityText: 'ERROR \ud800', severityNumber: 17 }),
+      record(c, BASE_NS + 2n, 'lone \udc00 low and \ud83d high', { severityNumber: 9 }),
+      record(c, BASE_NS + 4n, 'x'.repeat(200_000)), // a line needing a 3-byte length
+      record(c, BASE_NS + 5n, 'y'.repeat(300_000)), // longer than max_line_size: refused alone
+      { ...record(c, 0n, 'at the epoch'), timestamp: '1970-01-01T00:00:00Z' }, // seconds and nanos 0
+      { ...record(c, 0n, 'half a second in'), timestamp: '1970-01-01T00:00:00.5Z' },
+      { ...record(c, 0n, 'other form'), timestamp: '2026-11-21T12:00:00.000123+02:00' },
+      record(lone, BASE_NS, ''), // a stream of one short entry
+      { ...record(c, 0n, 'unreadable time'), timestamp: 'yesterday' },
+    ];
+  }
+
+  it.each([
+    ['json lines', {}],
+    ['body lines', { line_format: 'body' }],
+    ['static labels, no max_line_size', { static_labels: { cluster: 'prod-eu-1' }, max_line_size: 0 }],
+  ] as const)('%s: exactly the bytes protobufjs encodes from the message objects', async (_name, config) => {
+    const o = output({ endpoint: 'http://127.0.0.1:9', ...config });
+    const raws = capture(o);
+    const records = varied();
+    await send(o, records);
+    await send(o, records.slice(0, 50)); // the writer is reused: a smaller batch after a larger one
+    const cfg = config as { line_format?: string; max_line_size?: number; static_labels?: Record<string, string> };
+    const opts = { bodyLines: cfg.line_format === 'body', maxLineSize: cfg.max_line_size, staticLabels: cfg.static_labels };
+    expect(raws).toHaveLength(2);
+    expect(raws[0]!.equals(referencePush(records, opts))).toBe(true);
+    expect(raws[1]!.equals(referencePush(records.slice(0, 50), opts))).toBe(true);
+  });
+
+  it('streams and entries of every length class (1 to 4 length bytes), and a stream all of whose entries are refused', async () => {
+    const o = output({ endpoint: 'http://127.0.0.1:9', line_format: 'body', max_line_size: 0 });
+    const raws = capture(o);
+    const a = container(1, 'app');
+    const b = container(2, 'app');
+    const records = [
+      record(a, BASE_NS, 'a'.repeat(1_100_000)),
+      record(a, BASE_NS + 1n, 'a'.repeat(1_100_000)), // stream a: over 2 MiB, a 4-byte length
+      record(b, BASE_NS, 'b'), // stream b: under 128 bytes
+    ];
+    await send(o, records);
+    expect(raws[0]!.equals(referencePush(records, { bodyLines: true, maxLineSize: 0 }))).toBe(true);
+
+    const limited = output({ endpoint: 'http://127.0.0.1:9', max_line_size: 1000 });
+    const limitedRaws = capture(limited);
+    const some = [record(a, BASE_NS, 'z'.repeat(2000)), record(b, BASE_NS, 'fits')];
+    const result = await send(limited, some);
+    expect(result.failed).toEqual([expect.objectContaining({ index: 0, retryable: false })]);
+    expect(limitedRaws[0]!.equals(referencePush(some, { maxLineSize: 1000 }))).toBe(true);
+  });
+
+  it('compresses with the snappy package here; where it cannot load, snappyjs does the same job', () => {
+    expect(blockCompressor.name).toBe('snappy');
+    const require = createRequire(import.meta.url);
+    const fallback = loadCompressor((id) => {
+      if (id === 'snappy') throw new Error('Cannot find native binding\nmore text');
+      return require(id) as unknown;
+    });
+    expect(fallback.name).toBe('snappyjs (snappy did not load: Cannot find native binding)');
+    const raw = Buffer.from(readFileSync(new URL(import.meta.url)));
+    for (const c of [blockCompressor, fallback]) expect(Buffer.from(snappyjs.uncompress(c.compress(raw))).equals(raw)).toBe(true);
+    // A view into a larger buffer, as the output passes its writer's bytes.
+    const view = Buffer.concat([Buffer.from('junk'), raw, Buffer.from('more junk')]).subarray(4, 4 + raw.length);
+    expect(Buffer.from(snappyjs.uncompress(blockCompressor.compress(view))).equals(raw)).toBe(true);
   });
 });
