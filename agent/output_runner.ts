@@ -235,7 +235,11 @@ export class OutputRunner {
           await this.refuse(records, `could not be encoded: ${(err as Error).message}`);
           return true;
         }
-        const wait = err instanceof RetryableError && err.retryAfterMs !== undefined ? Math.min(err.retryAfterMs, MAX_RETRY_AFTER_MS) : backoff.next();
+        // A Retry-After of 0 (or a date in the past) still waits retry.initial: no hot loop against a receiver that keeps refusing.
+        const wait =
+          err instanceof RetryableError && err.retryAfterMs !== undefined
+            ? Math.min(Math.max(err.retryAfterMs, this.opts.retry.initialMs), MAX_RETRY_AFTER_MS)
+            : backoff.next();
         this.warnings.warn('retry', `output ${name}: sending ${records.length} records failed (${(err as Error).message}); retrying in ${Math.round(wait)} ms`);
         if (!(await this.retryAfter(wait, records.length))) return false;
         continue;

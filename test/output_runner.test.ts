@@ -144,6 +144,17 @@ describe('OutputRunner', () => {
     await s.runner.close();
   });
 
+  it('a Retry-After of 0 still waits retry.initial between attempts', async () => {
+    const s = setup();
+    s.out.answer = (n, r) => (n < 3 ? new RetryableError('429 Too Many Requests', 0) : { bytes: r.length });
+    await s.push(recs(0, 5));
+    await until('delivery', () => s.acked.length === 5);
+    const gaps = s.out.requests.slice(1).map((q, i) => q.at - s.out.requests[i]!.at);
+    expect(gaps).toHaveLength(3);
+    for (const g of gaps) expect(g).toBeGreaterThanOrEqual(4); // retry.initial is 5 ms here; timers may fire a ms early
+    await s.runner.close();
+  });
+
   it('an unclassified error (a reset connection) is retried like a retryable one', async () => {
     const s = setup();
     s.out.answer = (n, r) => (n === 0 ? Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }) : { bytes: r.length });
