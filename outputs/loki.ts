@@ -135,7 +135,12 @@ export function loadCompressor(load: (id: string) => unknown = createRequire(imp
     };
   }
 }
-export const blockCompressor = loadCompressor();
+let shared: BlockCompressor | undefined;
+
+/** The compressor every loki output shares, loaded by the first one: an agent without a loki output never maps the native library (3 MiB). */
+export function blockCompressor(): BlockCompressor {
+  return (shared ??= loadCompressor());
+}
 
 /** Bytes of the varint of a non-negative integer below 2^53. */
 function varintSize(n: number): number {
@@ -318,6 +323,8 @@ export class LokiOutput implements Output {
   private lastTail: { attrs: Attributes; rest: Attributes; bytes: Buffer } | undefined;
   /** The raw PushRequest of the batch being sent; reused, since snappy copies out of it at once. */
   private writer = new ProtoWriter(INITIAL_WRITER_BYTES);
+  /** Protobuf bodies only (JSON ones are gzipped or sent as they are). */
+  private readonly compressor: BlockCompressor | undefined;
 
   constructor(config: LokiConfig, ctx: OutputContext) {
     this.name = ctx.name;
@@ -333,7 +340,8 @@ export class LokiOutput implements Output {
     if (this.gzip) this.headers['content-encoding'] = 'gzip';
     if (config.tenant_id) this.headers['x-scope-orgid'] = config.tenant_id;
     this.hasTenant = !!config.tenant_id || Object.keys(config.headers).some((h) => h.toLowerCase() === 'x-scope-orgid');
-    if (!this.json && blockCompressor.name !== 'snappy') ctx.log('warn', `push bodies are compressed with ${blockCompressor.name}, several times slower`);
+    this.compressor = this.json ? undefined : blockCompressor();
+    if (this.compressor && this.compressor.name !== 'snappy') ctx.log('warn', `push bodies are compressed with ${this.compressor.name}, several times slower`);
   }
 
   async send(records: readonly LogRecord[], signal: AbortSignal): Promise<SendResult> {
@@ -456,7 +464,7 @@ export class LokiOutput implements Output {
       else w.close(at, 3);
     }
     if (w.pos === 0) return undefined;
-    const body = blockCompressor.compress(w.buf.subarray(0, w.pos));
+    const body = this.compressor!.compress(w.buf.subarray(0, w.pos));
     // A batch with a huge record leaves a large buffer behind: let it go rather than keep it forever.
     if (w.buf.length > MAX_KEPT_WRITER_BYTES) this.writer = new ProtoWriter(INITIAL_WRITER_BYTES);
     return body;
