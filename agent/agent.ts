@@ -42,6 +42,8 @@ export class Agent {
   private readonly sources = new Map<string, Source>();
   private readonly podCache: SharedPodCache;
   private readonly stages = new Map<string, EnrichStage>();
+  /** Outputs a reload removed that are still delivering what they hold, by name. */
+  private readonly removing = new Map<string, Promise<void>>();
   private server: AgentServer;
   private stopping = false;
   private reloading: Promise<void> = Promise.resolve();
@@ -200,6 +202,9 @@ export class Agent {
     // removed output finishes what it holds (bounded by shutdown_timeout).
     const runners = new Map<string, OutputRunner>();
     const handOver: Promise<void>[] = [];
+    // An output removed by an earlier reload and named again now: its buffer (a disk buffer's
+    // folder) must be closed before a new one opens.
+    await Promise.all(Object.keys(next.outputs).map((name) => this.removing.get(name)));
     for (const [name, outCfg] of Object.entries(next.outputs)) {
       const old = this.pipeline.runners.get(name);
       if (old && isDeepStrictEqual(prev.outputs[name], outCfg)) {
@@ -227,7 +232,7 @@ export class Agent {
     for (const [name, old] of removed) {
       changed.push(`output ${name} removed`);
       this.metrics.untrackBufferAge(name);
-      void old.drain(deadline()).then(async (drained) => {
+      const gone = old.drain(deadline()).then(async (drained) => {
         const held = old.buffer.stats().records;
         if (!drained && old.buffer.type === 'memory') {
           const records = await old.discard();
@@ -238,6 +243,10 @@ export class Agent {
           this.log.warn(`output ${name}: removed from the config; its disk buffer keeps ${held} records it could not deliver, sent if the output is configured again`);
         }
         await old.close().catch(() => undefined);
+      });
+      this.removing.set(name, gone);
+      void gone.then(() => {
+        if (this.removing.get(name) === gone) this.removing.delete(name);
       });
     }
 
