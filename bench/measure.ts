@@ -260,6 +260,29 @@ export function intEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): 
 }
 
 /**
+ * The choices every scenario reads the same way: which runs to make (BENCH_ONLY, comma-separated;
+ * default all of `runs`), whether to keep its temp folder (BENCH_KEEP=1), how often to run each
+ * program (BENCH_REPEAT, at least 1; the median is shown).
+ */
+export function runChoices(env: NodeJS.ProcessEnv, runs: readonly string[]): { only: Set<string>; keep: boolean; repeat: number } {
+  return {
+    only: new Set((env.BENCH_ONLY ?? runs.join(',')).split(',').map((s) => s.trim())),
+    keep: env.BENCH_KEEP === '1',
+    repeat: Math.max(1, intEnv(env, 'BENCH_REPEAT', 1)),
+  };
+}
+
+/** The knobs of a generated CRI corpus (bench/corpus.ts): its size from `mibVar`, BENCH_FILES, BENCH_SEED, BENCH_LONG_EVERY. */
+export function criCorpusParams(env: NodeJS.ProcessEnv, mibVar: string, defaultMib: number): { mib: number; files: number; seed: number; longLineEvery: number } {
+  return {
+    mib: intEnv(env, mibVar, defaultMib),
+    files: intEnv(env, 'BENCH_FILES', 50),
+    seed: intEnv(env, 'BENCH_SEED', 1),
+    longLineEvery: intEnv(env, 'BENCH_LONG_EVERY', 1000),
+  };
+}
+
+/**
  * Runs one program `repeat` times (BENCH_REPEAT) and returns the median run by lines per
  * CPU-second, the spread in its notes. Throws the first failed run's error.
  */

@@ -21,7 +21,9 @@ import {
   countLines,
   firstAndLastLine,
   freePort,
+  criCorpusParams,
   intEnv,
+  runChoices,
   linesPerCpuSecond,
   medianRun,
   runReportingChild,
@@ -61,15 +63,8 @@ export const criThroughput: Scenario = {
 
   async run(ctx: ScenarioContext): Promise<ScenarioOutcome> {
     const env = ctx.env;
-    const params = {
-      mib: intEnv(env, 'BENCH_MIB', 512),
-      files: intEnv(env, 'BENCH_FILES', 50),
-      seed: intEnv(env, 'BENCH_SEED', 1),
-      longLineEvery: intEnv(env, 'BENCH_LONG_EVERY', 1000),
-    };
-    const only = new Set((env.BENCH_ONLY ?? RUNS.join(',')).split(',').map((s) => s.trim()));
-    const keep = env.BENCH_KEEP === '1';
-    const repeat = Math.max(1, intEnv(env, 'BENCH_REPEAT', 1));
+    const params = criCorpusParams(env, 'BENCH_MIB', 512);
+    const { only, keep, repeat } = runChoices(env, RUNS);
     const timeoutMs = intEnv(env, 'BENCH_AGENT_TIMEOUT_S', 60 + params.mib) * 1000;
 
     ctx.log(`corpus: ${params.mib} MiB, ${params.files} files, seed ${params.seed}, a 20 KiB line every ${params.longLineEvery} lines`);

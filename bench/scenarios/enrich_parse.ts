@@ -23,6 +23,7 @@ import {
   firstAndLastLine,
   freePort,
   intEnv,
+  runChoices,
   medianRun,
   runReportingChild,
   throughputTable,
@@ -109,9 +110,7 @@ export const enrichParse: Scenario = {
   async run(ctx): Promise<ScenarioOutcome> {
     const env = ctx.env;
     const mib = intEnv(env, 'BENCH_ENRICH_MIB', 128);
-    const only = new Set((env.BENCH_ONLY ?? RUNS.join(',')).split(',').map((s) => s.trim()));
-    const repeat = Math.max(1, intEnv(env, 'BENCH_REPEAT', 1));
-    const keep = env.BENCH_KEEP === '1';
+    const { only, repeat, keep } = runChoices(env, RUNS);
     const timeoutMs = intEnv(env, 'BENCH_AGENT_TIMEOUT_S', 60 + mib) * 1000;
     const corpus = ensureCorpus(ctx.dataDir, mib);
     ctx.log(`corpus: ${corpus.lines} JSON records in ${PODS} pods, ${(corpus.bytes / MiB).toFixed(1)} MiB`);

@@ -21,6 +21,7 @@ import {
   countLines,
   freePort,
   intEnv,
+  runChoices,
   linesPerCpuSecond,
   medianRun,
   runReportingChild,
@@ -49,8 +50,7 @@ export const multilineCost: Scenario = {
       seed: intEnv(env, 'BENCH_SEED', 1),
       traceEvery: Math.max(1, intEnv(env, 'BENCH_TRACE_EVERY', 100)),
     };
-    const only = new Set((env.BENCH_ONLY ?? RUNS.join(',')).split(',').map((s) => s.trim()));
-    const repeat = Math.max(1, intEnv(env, 'BENCH_REPEAT', 1));
+    const { only, repeat } = runChoices(env, RUNS);
     const timeoutMs = intEnv(env, 'BENCH_AGENT_TIMEOUT_S', 60 + params.mib) * 1000;
 
     const corpus = ensureMultilineCorpus(ctx.dataDir, params);

@@ -30,6 +30,7 @@ import {
   formatTable,
   freePort,
   intEnv,
+  runChoices,
   procStats,
   runReportingChild,
   throughputTable,
@@ -326,8 +327,7 @@ export const outputDown: Scenario = {
       catchUpTimeoutMs: intEnv(env, 'BENCH_DOWN_CATCHUP_TIMEOUT_S', 300) * 1000,
     };
     if (o.seconds < 10) throw new Error('BENCH_DOWN_SECONDS must be at least 10 (RSS is sampled every 5 s)');
-    const only = new Set((env.BENCH_ONLY ?? RUN_NAMES.join(',')).split(',').map((s) => s.trim()));
-    const keep = env.BENCH_KEEP === '1';
+    const { only, keep } = runChoices(env, RUN_NAMES);
     const measurements: Measurement[] = [];
     const results: DownResult[] = [];
     const errors: string[] = [];

@@ -26,7 +26,9 @@ import {
   MiB,
   countLines,
   freePort,
+  criCorpusParams,
   intEnv,
+  runChoices,
   linesPerCpuSecond,
   medianRun,
   runReportingChild,
@@ -75,15 +77,8 @@ export const outputsBench: Scenario = {
 
   async run(ctx: ScenarioContext): Promise<ScenarioOutcome> {
     const env = ctx.env;
-    const params = {
-      mib: intEnv(env, 'BENCH_OUTPUTS_MIB', 64),
-      files: intEnv(env, 'BENCH_FILES', 50),
-      seed: intEnv(env, 'BENCH_SEED', 1),
-      longLineEvery: intEnv(env, 'BENCH_LONG_EVERY', 1000),
-    };
-    const only = new Set((env.BENCH_ONLY ?? RUN_NAMES.join(',')).split(',').map((s) => s.trim()));
-    const keep = env.BENCH_KEEP === '1';
-    const repeat = Math.max(1, intEnv(env, 'BENCH_REPEAT', 1));
+    const params = criCorpusParams(env, 'BENCH_OUTPUTS_MIB', 64);
+    const { only, keep, repeat } = runChoices(env, RUN_NAMES);
     const timeoutMs = intEnv(env, 'BENCH_AGENT_TIMEOUT_S', 60 + 2 * params.mib) * 1000;
 
     const measurements: Measurement[] = [];
