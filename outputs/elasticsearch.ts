@@ -1,11 +1,9 @@
 import { createHash } from 'node:crypto';
-import { promisify } from 'node:util';
-import { constants as zlib, gzip } from 'node:zlib';
 import { z } from 'zod';
 import type { Attributes, Body, LogRecord } from '../agent/record.ts';
 import { formatBytes } from '../agent/config/units.ts';
 import { outputCommon } from './common_config.ts';
-import { bodyExcerpt, errorForStatus, httpClientKeys, outputClient, type HttpClient, type HttpResponse } from './http_client.ts';
+import { bodyExcerpt, errorForStatus, gzipBody, httpClientKeys, outputClient, type HttpClient, type HttpResponse } from './http_client.ts';
 import { PermanentError, RetryableError, type Output, type OutputContext, type RecordFailure, type SendResult } from './output.ts';
 
 /**
@@ -419,9 +417,6 @@ export function classifyBulkAnswer(name: string, body: Buffer, count: number, op
 // ---------------------------------------------------------------------------------------------
 // The output
 
-const gzipAsync = promisify(gzip);
-/** Level 1: most of gzip's gain on log lines at a fraction of the CPU. */
-const GZIP_OPTIONS = { level: zlib.Z_BEST_SPEED };
 const KEEP_SCRATCH_BYTES = 8 * 1024 * 1024;
 /**
  * Only what classification reads: every item keeps its status (so positions stay: filter_path
@@ -460,7 +455,7 @@ export class ElasticsearchOutput implements Output {
     try {
       // A copy, not the scratch itself: undici hands a Buffer body to socket.write and forgets it,
       // so an answer that comes before the body is written would free the scratch while still queued.
-      body = this.gzip ? await gzipAsync(buf.subarray(0, length), GZIP_OPTIONS) : Buffer.from(buf.subarray(0, length));
+      body = this.gzip ? await gzipBody(buf.subarray(0, length)) : Buffer.from(buf.subarray(0, length));
     } finally {
       if (buf.length <= KEEP_SCRATCH_BYTES) this.scratch.push(buf);
     }

@@ -1,9 +1,7 @@
-import { promisify } from 'node:util';
-import { constants as zlib, gzip } from 'node:zlib';
 import { z } from 'zod';
 import type { LogRecord } from '../agent/record.ts';
 import { outputCommon } from './common_config.ts';
-import { errorForStatus, httpClientKeys, outputClient, type HttpClient } from './http_client.ts';
+import { errorForStatus, gzipBody, httpClientKeys, outputClient, type HttpClient } from './http_client.ts';
 import { NdjsonEncoder } from './ndjson.ts';
 import type { Output, OutputContext, SendResult } from './output.ts';
 
@@ -16,9 +14,6 @@ export const httpConfig = z.strictObject({
 });
 export type HttpConfig = z.infer<typeof httpConfig>;
 
-const gzipAsync = promisify(gzip);
-/** Level 1: most of gzip's gain on log lines at a fraction of the CPU (Vector and Fluent Bit default low too). */
-const GZIP_OPTIONS = { level: zlib.Z_BEST_SPEED };
 /** Scratch buffers above this (a batch with a huge record) are let go instead of kept for the next batch. */
 const KEEP_SCRATCH_BYTES = 8 * 1024 * 1024;
 
@@ -55,7 +50,7 @@ export class HttpOutput implements Output {
     let body: Buffer;
     let held: Buffer<ArrayBuffer> | undefined = buf;
     if (this.gzip) {
-      body = await gzipAsync(buf.subarray(0, length), GZIP_OPTIONS);
+      body = await gzipBody(buf.subarray(0, length));
       this.release(buf);
       held = undefined;
     } else body = buf.subarray(0, length);

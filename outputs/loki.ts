@@ -1,14 +1,12 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import { constants as zlib, gzip } from 'node:zlib';
 import protobuf from 'protobufjs';
 import { z } from 'zod';
 import { size } from '../agent/config/types.ts';
 import type { AttributeValue, Attributes, LogRecord } from '../agent/record.ts';
 import { outputCommon } from './common_config.ts';
-import { errorForStatus, httpClientKeys, outputClient, type HttpClient } from './http_client.ts';
+import { errorForStatus, gzipBody, httpClientKeys, outputClient, type HttpClient } from './http_client.ts';
 import {
   DEFAULT_LABELS,
   groupStreams,
@@ -255,8 +253,6 @@ class ProtoWriter {
 const INITIAL_WRITER_BYTES = 64 << 10;
 const MAX_KEPT_WRITER_BYTES = 16 << 20;
 
-const gzipAsync = promisify(gzip);
-const GZIP_OPTIONS = { level: zlib.Z_BEST_SPEED };
 
 /**
  * Structured metadata names as Loki itself rewrites OTLP attribute names (Prometheus' label
@@ -556,7 +552,7 @@ export class LokiOutput implements Output {
     }
     if (streams === 0) return undefined;
     const raw = Buffer.from(out + ']}');
-    return this.gzip ? gzipAsync(raw, GZIP_OPTIONS) : raw;
+    return this.gzip ? gzipBody(raw) : raw;
   }
 
   async flush(): Promise<void> {}

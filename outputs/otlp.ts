@@ -1,14 +1,12 @@
 import { accessSync, constants } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
-import { promisify } from 'node:util';
-import { constants as zlib, gzip } from 'node:zlib';
 import protobuf from 'protobufjs';
 import { z } from 'zod';
 import { duration } from '../agent/config/types.ts';
 import type { LogRecord } from '../agent/record.ts';
 import { VERSION } from '../agent/version.ts';
 import { outputCommon } from './common_config.ts';
-import { HttpClient, bodyExcerpt, httpClientKeys, isHeaderName, isHeaderValue, parseRetryAfter, type HttpResponse, type HttpTlsConfig } from './http_client.ts';
+import { bodyExcerpt, gzipBody, HttpClient, httpClientKeys, isHeaderName, isHeaderValue, parseRetryAfter, type HttpResponse, type HttpTlsConfig } from './http_client.ts';
 import { ExportLogsServiceResponse, OtlpLogsEncoder } from './otlp_logs_encoder.ts';
 import { PermanentError, RetryableError, type Output, type OutputContext, type SendResult } from './output.ts';
 
@@ -254,9 +252,6 @@ const CONTENT_TYPE: Record<OtlpProtocol, string> = { 'http/protobuf': 'applicati
 /** A writer whose buffer grew past this (a huge batch) is let go rather than kept for the next. */
 const MAX_POOLED_WRITER_BYTES = 16 * 1024 * 1024;
 
-const gzipAsync = promisify(gzip);
-/** Level 1, as the `http` output: most of gzip's gain on logs for a fraction of the CPU. */
-const GZIP_OPTIONS = { level: zlib.Z_BEST_SPEED };
 
 function header(res: HttpResponse, name: string): string | undefined {
   const v = res.headers[name];
@@ -306,7 +301,7 @@ export class OtlpOutput implements Output {
         const view = writer.finish(true);
         payload = Buffer.from(view.buffer, view.byteOffset, view.byteLength);
       }
-      const body = this.settings.compression === 'gzip' ? await gzipAsync(payload, GZIP_OPTIONS) : payload;
+      const body = this.settings.compression === 'gzip' ? await gzipBody(payload) : payload;
       const res = await this.client.request({ path: '', headers: this.requestHeaders, body, signal });
       return this.answer(res, json, records.length, body.length);
     } finally {

@@ -1,11 +1,9 @@
 import { accessSync, constants as fsConstants } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
-import { promisify } from 'node:util';
-import { constants as zlib, gzip } from 'node:zlib';
 import { z } from 'zod';
 import type { AttributeValue, Attributes, LogRecord } from '../agent/record.ts';
 import { outputCommon } from './common_config.ts';
-import { bodyExcerpt, errorForStatus, FileSecret, httpClientKeys, outputClient, type HttpClient, type HttpResponse } from './http_client.ts';
+import { bodyExcerpt, errorForStatus, FileSecret, gzipBody, httpClientKeys, outputClient, type HttpClient, type HttpResponse } from './http_client.ts';
 import { NdjsonEncoder } from './ndjson.ts';
 import { PermanentError, RetryableError, type Output, type OutputContext, type RecordFailure, type SendResult } from './output.ts';
 
@@ -94,9 +92,6 @@ export const splunkHecConfig = z
   });
 export type SplunkHecConfig = z.infer<typeof splunkHecConfig>;
 
-const gzipAsync = promisify(gzip);
-/** Level 1: most of gzip's gain on log lines at a fraction of the CPU. */
-const GZIP_OPTIONS = { level: zlib.Z_BEST_SPEED };
 /** Scratch buffers above this (a batch with a huge record) are let go instead of kept. */
 const KEEP_SCRATCH_BYTES = 8 * 1024 * 1024;
 const HOST_KEYS = ['k8s.node.name', 'host.name'];
@@ -235,7 +230,7 @@ export class SplunkHecOutput implements Output {
       if (enc.events === 0) return { bytes: 0, rejected };
       let body: Buffer;
       if (this.config.compression === 'gzip') {
-        body = await gzipAsync(enc.buf.subarray(0, enc.length), GZIP_OPTIONS);
+        body = await gzipBody(enc.buf.subarray(0, enc.length));
         this.release(enc.buf);
         held = undefined;
       } else body = enc.buf.subarray(0, enc.length);
