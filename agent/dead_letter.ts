@@ -1,5 +1,6 @@
 import { mkdirSync, promises as fsp, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { safeFileName } from './safe_file_name.ts';
 import type { NdjsonEncoder } from '../outputs/ndjson.ts';
 import type { LogRecord } from './record.ts';
 
@@ -11,10 +12,9 @@ export interface DeadLetterOptions {
   readonly encoder: NdjsonEncoder;
 }
 
-/** `<dataDir>/dead_letter/<output>.ndjson`, the output name made safe as one path component. */
+/** `<dataDir>/dead_letter/<output>.ndjson`. */
 export function deadLetterPath(dataDir: string, output: string): string {
-  const safe = output.replace(/^\.|[^A-Za-z0-9._-]/g, (c) => `%${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
-  return join(dataDir, 'dead_letter', `${safe}.ndjson`);
+  return join(dataDir, 'dead_letter', `${safeFileName(output)}.ndjson`);
 }
 
 /**
@@ -43,7 +43,7 @@ export class DeadLetterFile {
 
   private async append(records: readonly LogRecord[], reason: string): Promise<void> {
     if (this.size === undefined) {
-      mkdirSync(join(this.path, '..'), { recursive: true });
+      mkdirSync(dirname(this.path), { recursive: true });
       try {
         this.size = statSync(this.path).size;
       } catch {
@@ -53,11 +53,12 @@ export class DeadLetterFile {
     const head = `{"time":${JSON.stringify(new Date().toISOString())},"output":${JSON.stringify(this.opts.output)},"reason":${JSON.stringify(reason)},"record":`;
     let text = '';
     for (const r of records) text += `${head}${this.opts.encoder.encode(r).slice(0, -1)}}\n`;
-    if (this.size > 0 && this.size + Buffer.byteLength(text) > this.opts.maxBytes) {
+    const bytes = Buffer.byteLength(text);
+    if (this.size > 0 && this.size + bytes > this.opts.maxBytes) {
       await fsp.rename(this.path, `${this.path}.1`);
       this.size = 0;
     }
     await fsp.appendFile(this.path, text);
-    this.size += Buffer.byteLength(text);
+    this.size += bytes;
   }
 }

@@ -60,8 +60,9 @@ export class OutputRunner {
   private readonly opts: RunnerOptions;
   private readonly warnings: RateLimitedLog;
   private readonly labels: { output: string };
-  /** Aborts reads and backoff waits (stop, detach) and, on abandon, requests in flight. */
+  /** Aborts reads and backoff waits (stop, detach): a request in flight still ends. */
   private readonly stopReads = new AbortController();
+  /** Aborts requests in flight (abandon, discard). */
   private readonly stopSends = new AbortController();
   /** Aborted when batches should stop waiting to fill (drain, stop). */
   private readonly noLinger = new AbortController();
@@ -110,7 +111,6 @@ export class OutputRunner {
    * this buffer) to send first. Nothing is acknowledged twice and nothing is left behind.
    */
   async detach(): Promise<Unfinished> {
-    this.noLinger.abort();
     await this.stopWorkers(Infinity);
     return [...this.carried.splice(0), ...this.unfinished.splice(0)];
   }

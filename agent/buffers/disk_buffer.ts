@@ -1,6 +1,7 @@
 import { closeSync, fstatSync, fsync, mkdirSync, openSync, truncateSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 
+import { safeFileName } from '../safe_file_name.ts';
 import { RateLimitedLog, type Logger } from '../log.ts';
 import type { SelfMetrics } from '../metrics.ts';
 import type { LogRecord } from '../record.ts';
@@ -38,8 +39,7 @@ export const DISK_BUFFER_DEFAULTS = { fsync: 'interval' as FsyncPolicy, fsyncInt
 
 /** `<dataDir>/buffers/<output>`, the output name made safe as one path component. */
 export function diskBufferDir(dataDir: string, output: string): string {
-  const safe = output.replace(/^\.|[^A-Za-z0-9._-]/g, (c) => `%${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
-  return join(dataDir, 'buffers', safe);
+  return join(dataDir, 'buffers', safeFileName(output));
 }
 
 interface Segment {
