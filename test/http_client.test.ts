@@ -16,6 +16,7 @@ import {
 } from '../outputs/http_client.ts';
 import { PermanentError, RetryableError } from '../outputs/output.ts';
 import { NdjsonReceiver, type NdjsonReceiverOptions } from './fakes/ndjson_receiver.ts';
+import { rejection } from './helpers/output_fixtures.ts';
 import { makeTestPki, type TestPki } from './helpers/rsyslog.ts';
 
 const scratch = mkdtempSync(join(tmpdir(), 'kta-http-client-'));
@@ -58,16 +59,6 @@ function client(config: Record<string, unknown>, extra: Partial<HttpClientOption
 
 const post = (c: HttpClient, body: string | Buffer = LINE, signal = new AbortController().signal) =>
   c.request({ method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body, signal });
-
-/** The rejection of `p`, which must reject. */
-async function rejection(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected the request to fail, it succeeded');
-}
 
 describe('http client config keys', () => {
   const issues = (config: Record<string, unknown>) => {

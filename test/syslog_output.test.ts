@@ -8,6 +8,7 @@ import { RetryableError, type OutputContext } from '../outputs/output.ts';
 import { createOutput, outputPlugins } from '../outputs/registry.ts';
 import { parseEndpoint, SyslogOutput, syslogConfig } from '../outputs/syslog/syslog_output.ts';
 import { suiteScratch } from './helpers/child_agent.ts';
+import { rejection } from './helpers/output_fixtures.ts';
 import { makeTestPki, Rsyslog, rsyslogAvailable, type RsyslogLine, type RsyslogOptions, type TestPki } from './helpers/rsyslog.ts';
 
 /**
@@ -167,15 +168,6 @@ function expectAllDelivered(lines: readonly RsyslogLine[], records: readonly Log
   }
   expect(wrong).toEqual([]);
   expect(lines.length).toBe(records.length);
-}
-
-async function rejection(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected the send to fail, it succeeded');
 }
 
 // --- config ----------------------------------------------------------------------------------

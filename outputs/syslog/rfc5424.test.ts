@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { LogRecord } from '../../agent/record.ts';
+import { recordBuilder } from '../../test/helpers/output_fixtures.ts';
 import {
   compileTemplate,
   cutUtf8,
@@ -22,16 +23,7 @@ const resource = Object.freeze({
 });
 const attributes = Object.freeze({ 'log.iostream': 'stdout' });
 
-function record(body: LogRecord['body'], extra: Partial<LogRecord> = {}): LogRecord {
-  return {
-    timestamp: '2026-11-21T10:00:00.123456789Z',
-    observedTimestamp: '2026-11-21T10:00:00.130000000Z',
-    body,
-    attributes,
-    resource,
-    ...extra,
-  };
-}
+const record = recordBuilder(resource, attributes);
 
 const SD = '[k8s@32473 namespace="default" pod="web-1" container="app" node="node-1"]';
 
