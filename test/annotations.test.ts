@@ -2,7 +2,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { steeringFor } from '../agent/enrichment/pod_annotations.ts';
-import { FakeKubeApiServer, makePod, uid, writeKubeconfig } from './fakes/kube_api_server.ts';
+import { FakeKubeApiServer, makePod, uid, writeKubeconfig } from '../agent/demo/kube_api_server.ts';
 import { AgentHarness, criLines, SOURCE, type ContainerLog } from './helpers/agent_harness.ts';
 
 /** Pod annotations that steer the agent: exclude a pod or a container, pick a parser. */

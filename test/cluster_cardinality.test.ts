@@ -6,7 +6,7 @@ import { PodStartupTracker, type Pod } from '../agent/cluster/pod_startup_tracke
 import { RolloutTracker } from '../agent/cluster/rollout_tracker.ts';
 import { SpanExport } from '../agent/cluster/span_export.ts';
 import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { occurrence, startupPod } from './fakes/cluster_objects.ts';
+import { occurrence, startupPod } from '../agent/demo/cluster_objects.ts';
 import { promtoolCheck, S, T } from './helpers/cluster_replay.ts';
 
 const OWNERS = ['ReplicaSet', 'StatefulSet', 'DaemonSet', 'Job', 'Node', 'CustomThing'];

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { nodeTraceKey } from '../agent/cluster/node_readiness_tracker.ts';
 import { traceIdFor } from '../agent/cluster/span_ids.ts';
-import { node, occurrence } from './fakes/cluster_objects.ts';
+import { node, occurrence } from '../agent/demo/cluster_objects.ts';
 import { CLUSTER_UID, replaySuite, S, seconds, spanTree, T } from './helpers/cluster_replay.ts';
 
 const startReplay = replaySuite('node');

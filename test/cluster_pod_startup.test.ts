@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { podTraceKey } from '../agent/cluster/pod_startup_tracker.ts';
 import { spanIdFor, traceIdFor } from '../agent/cluster/span_ids.ts';
-import { occurrence, startupPod, type PodTimes } from './fakes/cluster_objects.ts';
+import { occurrence, startupPod, type PodTimes } from '../agent/demo/cluster_objects.ts';
 import { CLUSTER_UID, replaySuite, S, seconds, spanTree, T } from './helpers/cluster_replay.ts';
 
 const startReplay = replaySuite('pod');

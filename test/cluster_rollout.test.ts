@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { rolloutTraceKey } from '../agent/cluster/rollout_tracker.ts';
 import { traceIdFor } from '../agent/cluster/span_ids.ts';
-import { deployment, deploymentStatus, occurrence, replicaSet } from './fakes/cluster_objects.ts';
+import { deployment, deploymentStatus, occurrence, replicaSet } from '../agent/demo/cluster_objects.ts';
 import { CLUSTER_UID, replaySuite, S, seconds, spanTree, T } from './helpers/cluster_replay.ts';
 
 const startReplay = replaySuite('rollout');

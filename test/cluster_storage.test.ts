@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { claim, occurrence, storageClass, volume, volumeAttachment } from './fakes/cluster_objects.ts';
+import { claim, occurrence, storageClass, volume, volumeAttachment } from '../agent/demo/cluster_objects.ts';
 import { replaySuite, S, seconds, spanTree, T } from './helpers/cluster_replay.ts';
 
 const startReplay = replaySuite('storage');

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SharedPodCache } from '../agent/enrichment/shared_pod_cache.ts';
-import { FakeKubeApiServer, makePod, uid, writeKubeconfig } from './fakes/kube_api_server.ts';
+import { FakeKubeApiServer, makePod, uid, writeKubeconfig } from '../agent/demo/kube_api_server.ts';
 import { AgentHarness, criLine, criTime, OUTPUT, SOURCE, type ConfigValue, type ContainerLog, type OutRecord } from './helpers/agent_harness.ts';
 import { populateNodePods } from './helpers/node_pods_fixture.ts';
 

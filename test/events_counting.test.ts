@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { makeEvent, seconds, type FakeObject } from './fakes/kube_api_server.ts';
+import { makeEvent, seconds, type FakeObject } from '../agent/demo/kube_api_server.ts';
 import { EventsHarness, harnessPerTest, metricValue, series } from './events_harness.ts';
 import { waitFor } from './helpers/child_agent.ts';
 

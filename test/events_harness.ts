@@ -10,7 +10,7 @@ import type { LogRecord } from '../agent/record.ts';
 import { kubernetesEventsConfig } from '../agent/sources/kubernetes_events/config.ts';
 import { KubernetesEventsSource } from '../agent/sources/kubernetes_events/source.ts';
 import { waitFor } from './helpers/child_agent.ts';
-import { FakeKubeApiServer, writeKubeconfig, type FakeKubeApiServerOptions } from './fakes/kube_api_server.ts';
+import { FakeKubeApiServer, writeKubeconfig, type FakeKubeApiServerOptions } from '../agent/demo/kube_api_server.ts';
 
 /** One in-process agent reduced to the kubernetes_events source: its own metrics registry, API connection and record sink. */
 export interface EventsAgent {

@@ -1,6 +1,6 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { SelfMetrics } from '../agent/metrics.ts';
-import { makeEvent, makePod, seconds, uid, type EventInput, type FakeObject } from './fakes/kube_api_server.ts';
+import { makeEvent, makePod, seconds, uid, type EventInput, type FakeObject } from '../agent/demo/kube_api_server.ts';
 import { EventsHarness, harnessPerTest, type EventsAgent } from './events_harness.ts';
 import { waitFor } from './helpers/child_agent.ts';
 

@@ -7,7 +7,7 @@ import { KubeConnectionError, resolveConnection, SERVICE_ACCOUNT_DIR, type Conne
 import { ListWatch } from '../agent/kube/list_watch.ts';
 import { createLogger } from '../agent/log.ts';
 import { SelfMetrics } from '../agent/metrics.ts';
-import { FakeKubeApiServer, makePod, writeKubeconfig, type FakeKubeApiServerOptions } from './fakes/kube_api_server.ts';
+import { FakeKubeApiServer, makePod, writeKubeconfig, type FakeKubeApiServerOptions } from '../agent/demo/kube_api_server.ts';
 import { waitFor } from './helpers/child_agent.ts';
 
 /**

@@ -7,7 +7,7 @@ import { ListWatch, type ListWatchOptions } from '../agent/kube/list_watch.ts';
 import type { KubeObject } from '../agent/kube/types.ts';
 import { createLogger } from '../agent/log.ts';
 import { SelfMetrics } from '../agent/metrics.ts';
-import { FakeKubeApiServer, makePod, makeReplicaSet, writeKubeconfig, type FakeKubeApiServerOptions } from './fakes/kube_api_server.ts';
+import { FakeKubeApiServer, makePod, makeReplicaSet, writeKubeconfig, type FakeKubeApiServerOptions } from '../agent/demo/kube_api_server.ts';
 import { waitFor } from './helpers/child_agent.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'kta-kube-lw-'));

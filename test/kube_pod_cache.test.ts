@@ -16,7 +16,7 @@ import {
   writeKubeconfig,
   type FakeKubeApiServerOptions,
   type FakeObject,
-} from './fakes/kube_api_server.ts';
+} from '../agent/demo/kube_api_server.ts';
 import { waitFor } from './helpers/child_agent.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'kta-kube-pods-'));

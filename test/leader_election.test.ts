@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LeaderElector } from '../agent/cluster/leader_election.ts';
 import { resolveConnection, type KubeConnection } from '../agent/kube/connection.ts';
 import { createLogger } from '../agent/log.ts';
-import { FakeKubeApiServer, makeEvent, writeKubeconfig } from './fakes/kube_api_server.ts';
+import { FakeKubeApiServer, makeEvent, writeKubeconfig } from '../agent/demo/kube_api_server.ts';
 import { ChildAgent, freePort, waitFor } from './helpers/child_agent.ts';
 
 const LEASE = { leaseDurationMs: 1500, renewDeadlineMs: 1000, retryPeriodMs: 200 };

@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FakeKubeApiServer, makePod, makeReplicaSet, writeKubeconfig } from '../../test/fakes/kube_api_server.ts';
+import { FakeKubeApiServer, makePod, makeReplicaSet, writeKubeconfig } from '../../agent/demo/kube_api_server.ts';
 import { runAgent } from '../agent_process.ts';
 import {
   MiB,

@@ -13,7 +13,7 @@ import { resolveConnection } from '../../agent/kube/connection.ts';
 import { PodCache } from '../../agent/kube/pod_cache.ts';
 import { createLogger } from '../../agent/log.ts';
 import { SelfMetrics } from '../../agent/metrics.ts';
-import { FakeKubeApiServer, makeJob, makePod, makeReplicaSet, uid, writeKubeconfig, type FakeObject } from '../../test/fakes/kube_api_server.ts';
+import { FakeKubeApiServer, makeJob, makePod, makeReplicaSet, uid, writeKubeconfig, type FakeObject } from '../../agent/demo/kube_api_server.ts';
 import { formatTable, type Scenario, type ScenarioOutcome } from '../measure.ts';
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';

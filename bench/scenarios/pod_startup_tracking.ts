@@ -11,7 +11,7 @@
  */
 import * as fs from 'node:fs';
 import { join } from 'node:path';
-import { startupPod } from '../../test/fakes/cluster_objects.ts';
+import { startupPod } from '../../agent/demo/cluster_objects.ts';
 import { linesPerCpuSecond, runReportingChild, throughputTable, type Measurement, type Scenario, type ScenarioContext, type ScenarioOutcome } from '../measure.ts';
 
 const RATE_TARGET = 5_000;

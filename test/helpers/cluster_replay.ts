@@ -9,7 +9,7 @@ import type { EventOccurrence } from '../../agent/cluster/observation.ts';
 import { KubeAccess } from '../../agent/kube/kube_access.ts';
 import { createLogger } from '../../agent/log.ts';
 import { SelfMetrics } from '../../agent/metrics.ts';
-import { FakeKubeApiServer, writeKubeconfig, type FakeObject } from '../fakes/kube_api_server.ts';
+import { FakeKubeApiServer, writeKubeconfig, type FakeObject } from '../../agent/demo/kube_api_server.ts';
 import { OtlpReceiver, type ReceivedSpan } from '../fakes/otlp_receiver.ts';
 import { waitFor } from './child_agent.ts';
 

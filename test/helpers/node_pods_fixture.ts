@@ -1,4 +1,4 @@
-import { makeJob, makeNamespace, makePod, makeReplicaSet, uid, type FakeKubeApiServer, type FakeObject } from '../fakes/kube_api_server.ts';
+import { makeJob, makeNamespace, makePod, makeReplicaSet, uid, type FakeKubeApiServer, type FakeObject } from '../../agent/demo/kube_api_server.ts';
 
 /**
  * A node's pods as a real cluster has them, created in a FakeKubeApiServer, with the resource

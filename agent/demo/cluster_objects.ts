@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { EventOccurrence, ObjectRef } from '../../agent/cluster/observation.ts';
+import type { EventOccurrence, ObjectRef } from '../cluster/observation.ts';
 import { makePod, type FakeObject } from './kube_api_server.ts';
 
 /**
