@@ -297,6 +297,101 @@ describe('kubeconfig', () => {
   });
 });
 
+describe('kubeconfig keys as kubectl reads them (issue 11)', () => {
+  const kubeconfigWith = (name: string, server: string, user: string[], cluster: string[] = []) => {
+    const file = fresh(name);
+    writeFileSync(
+      file,
+      [
+        'apiVersion: v1',
+        'kind: Config',
+        'clusters:',
+        '- name: c',
+        '  cluster:',
+        `    server: ${server}`,
+        '    insecure-skip-tls-verify: true',
+        ...cluster.map((l) => `    ${l}`),
+        'users:',
+        '- name: u',
+        '  user:',
+        ...user.map((l) => `    ${l}`),
+        'contexts:',
+        '- name: ctx',
+        '  context: {cluster: c, user: u}',
+        'current-context: ctx',
+        '',
+      ].join('\n'),
+    );
+    return file;
+  };
+
+  it('user.tokenFile (kubectl\'s key) is sent as the bearer token, read again after a 401, relative to the kubeconfig\'s folder', async () => {
+    const fake = await fakeServer({ token: 'from-file-1' }, false);
+    const folder = fresh('tokenfile-dir');
+    mkdirSync(folder);
+    writeFileSync(join(folder, 'agent.token'), 'from-file-1\n');
+    const file = kubeconfigWith('tokenfile.yaml', fake.url, ['tokenFile: agent.token']);
+    const moved = join(folder, 'kubeconfig');
+    writeFileSync(moved, readFileSync(file));
+    const conn = (await resolveConnection({ mode: 'kubeconfig', kubeconfig: moved, log: createLogger('error') }))!;
+    expect(await conn.authHeaders()).toEqual({ Authorization: 'Bearer from-file-1' });
+    fake.create('pods', makePod({ name: 'p', namespace: 'x', nodeName: 'n' }));
+    const lw = watchPods(conn);
+    await lw.whenSynced();
+    expect(fake.requests.every((r) => r.authorization === 'Bearer from-file-1')).toBe(true);
+
+    // the token is rotated in the file; the server refuses the old one: one 401, then the new token
+    writeFileSync(join(folder, 'agent.token'), 'from-file-2');
+    fake.setToken('from-file-2');
+    fake.breakWatches();
+    await waitFor('watching with the rotated token', () => fake.activeWatches === 1 && fake.requests.at(-1)!.authorization === 'Bearer from-file-2', 5000, 10);
+    expect(fake.count({ status: 401 })).toBe(1);
+  });
+
+  it('tokenFile wins over an inline token and is re-read once it is 60 s old; a missing one is named', async () => {
+    const tokenFile = fresh('tf');
+    writeFileSync(tokenFile, 'file-token');
+    const file = kubeconfigWith('both.yaml', 'https://10.0.0.1:6443', ['token: inline-token', `tokenFile: ${tokenFile}`]);
+    const conn = (await resolveConnection({ mode: 'kubeconfig', kubeconfig: file, log: createLogger('error') }))!;
+    cleanups.push(() => conn.close());
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      expect(await conn.authHeaders()).toEqual({ Authorization: 'Bearer file-token' });
+      writeFileSync(tokenFile, 'file-token-2');
+      vi.setSystemTime(Date.now() + 30_000);
+      expect(await conn.authHeaders()).toEqual({ Authorization: 'Bearer file-token' });
+      vi.setSystemTime(Date.now() + 31_000);
+      expect(await conn.authHeaders()).toEqual({ Authorization: 'Bearer file-token-2' });
+    } finally {
+      vi.useRealTimers();
+    }
+    const missing = kubeconfigWith('missing-tf.yaml', 'https://10.0.0.1:6443', ['tokenFile: /nonexistent/agent.token']);
+    await expect(resolveConnection({ mode: 'kubeconfig', kubeconfig: missing, log: createLogger('error') })).rejects.toThrow(
+      new KubeConnectionError(`kubeconfig ${missing}: user "u" tokenFile /nonexistent/agent.token does not exist`),
+    );
+  });
+
+  it('refuses the keys it would otherwise ignore, naming the key path: impersonated groups, uid, extras, token-file, unknown keys', async () => {
+    const cases: [string[], string[], string][] = [
+      [['token: t', 'as-groups: [system:masters]'], [], 'users[0] (u).user.as-groups: impersonating groups is not supported'],
+      [['token: t', 'as-uid: "1"'], [], 'users[0] (u).user.as-uid: impersonating a uid is not supported'],
+      [['token: t', 'as-user-extra: {a: [b]}'], [], 'users[0] (u).user.as-user-extra: impersonation extras are not supported'],
+      [['token-file: /tmp/x'], [], 'users[0] (u).user.token-file: not a kubectl key (kubectl ignores it): use tokenFile'],
+      [['tokn: t'], [], 'users[0] (u).user.tokn: unknown key'],
+      [['token: t'], ['certificate-authority-dta: abc'], 'clusters[0] (c).cluster.certificate-authority-dta: unknown key'],
+    ];
+    for (const [user, cluster, message] of cases) {
+      const file = kubeconfigWith('refused.yaml', 'https://10.0.0.1:6443', user, cluster);
+      await expect(resolveConnection({ mode: 'kubeconfig', kubeconfig: file, log: createLogger('error') })).rejects.toThrow(`kubeconfig ${file}: ${message}`);
+    }
+    // the keys kubectl documents and the client honours are accepted
+    const ok = kubeconfigWith('accepted.yaml', 'https://10.0.0.1:6443', ['token: t', 'as: someone', 'extensions: []'], ['tls-server-name: api.example', 'disable-compression: true']);
+    const conn = (await resolveConnection({ mode: 'kubeconfig', kubeconfig: ok, log: createLogger('error') }))!;
+    expect(await conn.authHeaders()).toEqual({ Authorization: 'Bearer t', 'Impersonate-User': 'someone' });
+    conn.close();
+  });
+});
+
 describe('mode auto', () => {
   it('turns itself off with exactly one clear line when there is neither a service account nor a kubeconfig', async () => {
     const { log, lines } = capture();

@@ -3,8 +3,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { homedir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { delimiter, dirname, isAbsolute, join } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
+import { parse as parseYaml } from 'yaml';
 import type { Logger } from '../log.ts';
 import { VERSION } from '../version.ts';
 
@@ -21,6 +22,12 @@ import { VERSION } from '../version.ts';
  * credential; header values are trimmed (a token file ending in a newline otherwise makes an
  * invalid header); and requests go through one keep-alive agent per distinct TLS material (a
  * rotated CA file or client certificate gets a new agent, with TCP keepalive on every socket).
+ *
+ * kubeconfig files are read as kubectl reads them: the client ignores kubectl's `user.tokenFile`
+ * (it reads a `token-file` key kubectl does not know), so that key is honoured here, re-read like
+ * client-go's cached file token source (every 60 s, and after a 401; relative paths from the file's
+ * folder). Keys of the chosen user and cluster that neither the client nor this file honour
+ * (`as-groups`, `as-uid`, `as-user-extra`, unknown keys) are refused with the key's path, never ignored.
  */
 
 export type KubernetesMode = 'auto' | 'in_cluster' | 'kubeconfig' | 'disabled';
@@ -76,6 +83,8 @@ interface Target {
 
 const USER_AGENT = `kube-telemetry-agent/${VERSION}`;
 const TCP_KEEPALIVE_MS = 30_000;
+/** client-go's cached file token source re-reads the file once a minute. */
+const TOKEN_FILE_TTL_MS = 60_000;
 
 type KubeConfigClass = new () => KubeConfig;
 let kubeConfigClass: KubeConfigClass | undefined;
@@ -97,16 +106,20 @@ export class KubeConnection implements KubeRequester {
 
   private readonly load: () => KubeConfig;
   private kc: KubeConfig;
+  /** kubectl's `user.tokenFile`: it wins over an inline token, as in client-go. */
+  private readonly tokenFile: string | undefined;
+  private fileToken: { value: string; readAt: number } | undefined;
   private stale = false;
   private agent: http.Agent | undefined;
   private agentKey = '';
   private closed = false;
 
   /** Use `resolveConnection`; `load` must build a validated `KubeConfig` each time it is called. */
-  constructor(mode: 'in_cluster' | 'kubeconfig', source: string, load: () => KubeConfig, namespace?: string, loaded?: KubeConfig) {
+  constructor(mode: 'in_cluster' | 'kubeconfig', source: string, load: () => KubeConfig, namespace?: string, loaded?: KubeConfig, tokenFile?: string) {
     this.mode = mode;
     this.source = source;
     this.load = load;
+    this.tokenFile = tokenFile;
     this.kc = loaded ?? load();
     this.server = this.kc.getCurrentCluster()!.server.replace(/\/+$/, '');
     this.namespace = namespace ?? this.kc.getContextObject(this.kc.getCurrentContext())?.namespace;
@@ -157,6 +170,7 @@ export class KubeConnection implements KubeRequester {
   private async target(): Promise<Target> {
     if (this.stale) {
       this.stale = false;
+      this.fileToken = undefined;
       try {
         this.kc = this.load();
       } catch (e) {
@@ -174,12 +188,27 @@ export class KubeConnection implements KubeRequester {
     for (const [k, v] of Object.entries((opts.headers ?? {}) as Record<string, unknown>)) {
       if (v !== undefined && v !== null) headers[k] = String(v).trim();
     }
+    if (this.tokenFile) headers.Authorization = `Bearer ${this.readTokenFile(this.tokenFile)}`;
     if (typeof opts.auth === 'string' && headers.Authorization === undefined) {
       headers.Authorization = `Basic ${Buffer.from(opts.auth).toString('base64')}`;
     }
     // A proxy needs the client's own agent (it speaks CONNECT / SOCKS); otherwise ours, with keep-alive.
     if (this.kc.getCurrentCluster()?.proxyUrl && opts.agent instanceof http.Agent) return { agent: opts.agent, headers };
     return { agent: this.agentFor(opts), headers };
+  }
+
+  private readTokenFile(file: string): string {
+    const now = Date.now();
+    if (this.fileToken && now - this.fileToken.readAt < TOKEN_FILE_TTL_MS) return this.fileToken.value;
+    let value: string;
+    try {
+      value = readFileSync(file, 'utf8').trim();
+    } catch (e) {
+      throw new KubeCredentialsError(`${this.source}: token file ${file}: ${messageOf(e)}`);
+    }
+    if (!value) throw new KubeCredentialsError(`${this.source}: token file ${file} is empty`);
+    this.fileToken = { value, readAt: now };
+    return value;
   }
 
   private agentFor(opts: https.RequestOptions): http.Agent {
@@ -297,7 +326,10 @@ function inCluster(opts: ConnectionOptions, KubeConfigCtor: KubeConfigClass): Ku
 }
 
 function fromKubeconfig(files: string[], context: string | undefined, KubeConfigCtor: KubeConfigClass): KubeConnection {
+  let tokenFile: string | undefined;
   const load = () => {
+    // before the client reads the files: it would act on keys kubectl does not know (token-file)
+    tokenFile = checkKubeconfigKeys(files, context).tokenFile;
     const kc = loadKubeconfigFiles(files, KubeConfigCtor);
     if (context) {
       if (!kc.getContextObject(context)) {
@@ -309,7 +341,82 @@ function fromKubeconfig(files: string[], context: string | undefined, KubeConfig
     return kc;
   };
   const kc = load();
-  return new KubeConnection('kubeconfig', `kubeconfig ${files.join(delimiter)} context "${kc.getCurrentContext()}"`, load, undefined, kc);
+  return new KubeConnection('kubeconfig', `kubeconfig ${files.join(delimiter)} context "${kc.getCurrentContext()}"`, load, undefined, kc, tokenFile);
+}
+
+/** The keys kubectl knows in a kubeconfig's `users[].user` and `clusters[].cluster`, and what this agent does with each. */
+const USER_KEYS: Record<string, string | null> = {
+  token: null,
+  tokenFile: null,
+  'client-certificate': null,
+  'client-certificate-data': null,
+  'client-key': null,
+  'client-key-data': null,
+  username: null,
+  password: null,
+  'auth-provider': null,
+  exec: null,
+  as: null,
+  extensions: null,
+  'as-groups': 'impersonating groups is not supported; give the agent its own credentials instead',
+  'as-uid': 'impersonating a uid is not supported; give the agent its own credentials instead',
+  'as-user-extra': 'impersonation extras are not supported; give the agent its own credentials instead',
+  'token-file': 'not a kubectl key (kubectl ignores it): use tokenFile',
+};
+const CLUSTER_KEYS: Record<string, string | null> = {
+  server: null,
+  'certificate-authority': null,
+  'certificate-authority-data': null,
+  'insecure-skip-tls-verify': null,
+  'tls-server-name': null,
+  'proxy-url': null,
+  'disable-compression': null,
+  extensions: null,
+};
+
+/**
+ * The chosen context's user and cluster as written in the files (the client drops keys it does not
+ * know, so they are read again here): refuses what would be silently ignored, and finds `tokenFile`
+ * (relative to its file's folder, as kubectl resolves it). The first file to define a name wins.
+ */
+export function checkKubeconfigKeys(files: string[], context: string | undefined): { tokenFile?: string } {
+  type Named = { name?: unknown; [k: string]: unknown };
+  const docs = files.map((file) => {
+    try {
+      return { file, doc: parseYaml(readFileSync(file, 'utf8')) as Record<string, unknown> | null };
+    } catch (e) {
+      throw new KubeConnectionError(`kubeconfig ${file}: ${messageOf(e)}`);
+    }
+  });
+  const contextName = context ?? docs.map((d) => d.doc?.['current-context']).find((c) => typeof c === 'string' && c !== '');
+  if (typeof contextName !== 'string') return {}; // the client's own checks name what is missing
+  const find = (list: string, name: string): { file: string; entry: Record<string, unknown>; index: number } | undefined => {
+    for (const { file, doc } of docs) {
+      const items = Array.isArray(doc?.[list]) ? (doc[list] as Named[]) : [];
+      const index = items.findIndex((i) => i?.name === name);
+      if (index >= 0) return { file, entry: items[index] as Record<string, unknown>, index };
+    }
+    return undefined;
+  };
+  const ctx = find('contexts', contextName)?.entry.context as { user?: string; cluster?: string } | undefined;
+  const check = (list: 'users' | 'clusters', key: 'user' | 'cluster', name: string | undefined, known: Record<string, string | null>) => {
+    const hit = name ? find(list, name) : undefined;
+    const body = hit?.entry[key];
+    if (!hit || !body || typeof body !== 'object') return undefined;
+    for (const k of Object.keys(body)) {
+      const why = k in known ? known[k] : `unknown key (kubectl's keys: ${Object.keys(known).filter((x) => known[x] === null).join(', ')})`;
+      if (why) throw new KubeConnectionError(`kubeconfig ${hit.file}: ${list}[${hit.index}] (${name}).${key}.${k}: ${why}`);
+    }
+    return { file: hit.file, body: body as Record<string, unknown> };
+  };
+  check('clusters', 'cluster', ctx?.cluster, CLUSTER_KEYS);
+  const user = check('users', 'user', ctx?.user, USER_KEYS);
+  const raw = user?.body.tokenFile;
+  if (raw === undefined || raw === null || raw === '') return {};
+  if (typeof raw !== 'string') throw new KubeConnectionError(`kubeconfig ${user!.file}: user "${ctx?.user}" tokenFile: expected a path`);
+  const tokenFile = isAbsolute(raw) ? raw : join(dirname(user!.file), raw);
+  if (!existsSync(tokenFile)) throw new KubeConnectionError(`kubeconfig ${user!.file}: user "${ctx?.user}" tokenFile ${tokenFile} does not exist`);
+  return { tokenFile };
 }
 
 /** Like kubectl: files are merged, the first file to define a name (or current-context) wins. */
