@@ -14,6 +14,9 @@ import { DeadLetterFile } from './dead_letter.ts';
 import { autoUnackedWindow } from './flow_window.ts';
 import { OutputRunner } from './output_runner.ts';
 import { Pipeline } from './pipeline.ts';
+import { outputsFedBy, type PipelineGraph } from './transforms/graph.ts';
+import { sameTransform, type TransformConfig } from './transforms/registry.ts';
+import { TransformNode } from './transforms/transform_node.ts';
 import { AgentServer } from './server.ts';
 import { createSource } from './sources/create.ts';
 import type { Source } from './sources/source.ts';
@@ -73,7 +76,9 @@ export class Agent {
     });
     const runners = new Map<string, OutputRunner>();
     for (const [name, outCfg] of Object.entries(config.outputs)) runners.set(name, this.runner(name, outCfg));
-    this.pipeline.setRoutes(runners, inputsOf(config));
+    const transforms = new Map<string, TransformNode>();
+    for (const [name, tCfg] of Object.entries(config.transforms)) transforms.set(name, this.transformNode(name, tCfg));
+    this.pipeline.setGraph(runners, transforms, config);
     for (const r of runners.values()) r.start();
     for (const [name, srcCfg] of Object.entries(config.sources)) this.sources.set(name, this.source(name, srcCfg, config));
     this.server = this.newServer();
@@ -103,6 +108,15 @@ export class Agent {
     });
   }
 
+  private transformNode(name: string, tCfg: TransformConfig): TransformNode {
+    return new TransformNode(name, tCfg, { metrics: this.metrics, log: this.log, readers: (port) => this.pipeline.readersOf(port) });
+  }
+
+  /** The pipeline as configured now: components and the edges between them (read-only). */
+  graph(): PipelineGraph {
+    return this.pipeline.graph();
+  }
+
   private source(name: string, srcCfg: AgentConfig['sources'][string], config: AgentConfig): Source {
     return createSource(name, srcCfg, {
       nodeName: config.node_name,
@@ -111,7 +125,7 @@ export class Agent {
       log: this.log,
       emitter: this.emitter(name, srcCfg),
       kube: this.kube,
-      unackedWindow: () => autoUnackedWindow(Object.values(this.config.outputs).filter((o) => o.inputs.includes(name))),
+      unackedWindow: () => autoUnackedWindow(outputsFedBy(this.config, name).map((o) => this.config.outputs[o]!)),
     });
   }
 
@@ -148,7 +162,7 @@ export class Agent {
     for (const source of this.sources.values()) await source.start();
     this.log.info(
       `telemetry-agent ${VERSION} on node ${this.config.node_name}: ${this.sources.size} sources, ` +
-        `${this.pipeline.runners.size} outputs, serving http://${this.address.address}:${this.address.port}/metrics`,
+        `${this.pipeline.transforms.size} transforms, ${this.pipeline.runners.size} outputs, serving http://${this.address.address}:${this.address.port}/metrics`,
     );
   }
 
@@ -227,7 +241,25 @@ export class Agent {
       }
     }
     const removed = [...this.pipeline.runners].filter(([name]) => !next.outputs[name]);
-    this.pipeline.setRoutes(runners, inputsOf(next));
+
+    // Transforms: keep unchanged ones (their state: buckets, open dedupe runs); a changed or
+    // removed one first passes on what it holds into the graph as it is now, then goes.
+    const transforms = new Map<string, TransformNode>();
+    for (const [name, tCfg] of Object.entries(next.transforms)) {
+      const old = this.pipeline.transforms.get(name);
+      if (old && sameTransform(prev.transforms[name], tCfg)) transforms.set(name, old);
+      else {
+        transforms.set(name, this.transformNode(name, tCfg));
+        changed.push(`transform ${name} ${old ? 'changed' : 'added'}`);
+      }
+    }
+    for (const [name, old] of this.pipeline.transforms) {
+      if (transforms.get(name) === old) continue;
+      old.flush();
+      old.close();
+      if (!next.transforms[name]) changed.push(`transform ${name} removed`);
+    }
+    this.pipeline.setGraph(runners, transforms, next);
     await Promise.all(handOver);
     for (const [name, old] of removed) {
       changed.push(`output ${name} removed`);
@@ -279,6 +311,7 @@ export class Agent {
     const sources = [...this.sources.values()];
     await Promise.race([Promise.all(sources.map((s) => s.stopReading())), sleep(this.config.shutdown_timeout)]);
     for (const stage of this.stages.values()) stage.flush();
+    this.pipeline.flushTransforms();
     const drained = await this.pipeline.drain(Math.max(0, deadline - Date.now()));
     if (!drained) {
       this.log.warn(`shutdown_timeout (${this.config.shutdown_timeout} ms) reached with records not yet accepted; they are read again on the next start`);
@@ -289,15 +322,12 @@ export class Agent {
     // read): that too stays within shutdown_timeout, with a second to spare for the close itself.
     const closing = Promise.all([...this.pipeline.runners.values()].map((r) => r.close().catch(() => undefined)));
     await Promise.race([closing, sleep(Math.max(1000, deadline - Date.now()))]);
+    for (const t of this.pipeline.transforms.values()) t.close();
     await this.podCache.stop();
     await this.kube.close();
     await this.server.close();
     return { drained };
   }
-}
-
-function inputsOf(config: AgentConfig): Map<string, readonly string[]> {
-  return new Map(Object.entries(config.outputs).map(([name, o]) => [name, o.inputs]));
 }
 
 function sleep(ms: number): Promise<void> {

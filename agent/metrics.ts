@@ -73,6 +73,16 @@ export class SelfMetrics {
     'Container records sent without (all) pod metadata from the API, by reason (api_unavailable, pod_unknown, owner_unknown, wait_buffer_full).',
     ['source', 'reason'],
   );
+  readonly transformRecords = this.counter(
+    'telemetry_agent_transform_records_total',
+    'Records a transform received (direction="in") and passed on (direction="out"; a record sent to two routes counts twice).',
+    ['transform', 'direction'],
+  );
+  readonly transformErrors = this.counter(
+    'telemetry_agent_transform_errors_total',
+    'Records on which a transform\'s expression failed at run time (missing field, type mismatch), by the expression\'s key; on_error decides their fate.',
+    ['transform', 'expression'],
+  );
   readonly configReloads = this.counter('telemetry_agent_config_reloads_total', 'Config reloads, by result.', ['result']);
   readonly leader = this.gauge('telemetry_agent_leader', '1 on the agent that leads cluster-scoped work.', []);
   readonly buildInfo = this.gauge('telemetry_agent_build_info', 'Always 1; labels carry the version.', ['version', 'node_version']);

@@ -271,7 +271,7 @@ describe('parseConfig: mistakes a user makes', () => {
 
   it('reports a source no output reads', () => {
     expect(problems(config().replace('outputs:', '  spare:\n    type: container_logs\noutputs:'))).toEqual([
-      'sources.spare: no output lists this source in its inputs',
+      'sources.spare: no output or transform lists this source in its inputs',
     ]);
   });
 

@@ -6,6 +6,8 @@ import { SelfMetrics } from '../agent/metrics.ts';
 import { sourcePlugins } from '../agent/sources/registry.ts';
 import { outputCommon } from '../outputs/common_config.ts';
 import { outputPlugins } from '../outputs/registry.ts';
+import { transformCommon } from '../agent/transforms/common_config.ts';
+import { transformPlugins } from '../agent/transforms/registry.ts';
 
 /** The README's config reference and metrics list are product docs: they must not drift from the code. */
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
@@ -49,6 +51,18 @@ describe('README stays in step with the code', () => {
       expect(keysOf(plugin.schema)).toContain('inputs');
       for (const key of keysOf(plugin.schema)) {
         if (!(key in outputCommon)) expect(doc, `${type}.${key}`).toContain(`| \`${key}\` |`);
+      }
+    }
+  });
+
+  it('documents every key of every transform type, with an example', () => {
+    const common = section('Transforms');
+    for (const key of ['type', ...Object.keys(transformCommon)]) expect(common, `transforms.*.${key}`).toContain(`| \`${key}\` |`);
+    for (const [type, plugin] of Object.entries(transformPlugins)) {
+      const doc = section(`Transform \`${type}\``);
+      expect(doc, `an example of ${type}`).toContain(`type: ${type}`);
+      for (const key of keysOf(plugin.schema)) {
+        if (key !== 'type' && !(key in transformCommon)) expect(doc, `${type}.${key}`).toContain(`| \`${key}\` |`);
       }
     }
   });

@@ -2,6 +2,8 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { outputPlugins } from '../../outputs/registry.ts';
 import { sourcePlugins } from '../sources/registry.ts';
+import { checkGraph } from '../transforms/graph.ts';
+import { transformPlugins } from '../transforms/registry.ts';
 import { duration } from './types.ts';
 
 const componentName = z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'names are lowercase letters, digits, _ and -');
@@ -40,30 +42,19 @@ export const configSchema = z
       })
       .prefault({}),
     sources: z.record(componentName, pluginUnion(sourcePlugins)).default({}),
+    transforms: z.record(componentName, pluginUnion(transformPlugins)).default({}),
     outputs: z.record(componentName, pluginUnion(outputPlugins)).default({}),
   })
   .superRefine((cfg, ctx) => {
-    const sources = Object.keys(cfg.sources);
-    const consumed = new Set<string>();
-    for (const [name, out] of Object.entries(cfg.outputs)) {
-      out.inputs.forEach((input, i) => {
-        consumed.add(input);
-        if (!cfg.sources[input]) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['outputs', name, 'inputs', i],
-            message: `unknown source ${JSON.stringify(input)} (sources: ${sources.join(', ') || 'none'})`,
-          });
-        }
-      });
-    }
-    // Records no output takes would be read, acknowledged and lost: refuse rather than discard silently.
-    for (const name of sources) {
-      if (!consumed.has(name) && !sourcePlugins[cfg.sources[name]!.type].signalsBeyondRecords) {
-        ctx.addIssue({ code: 'custom', path: ['sources', name], message: 'no output lists this source in its inputs' });
+    for (const p of checkGraph(cfg)) ctx.addIssue({ code: 'custom', path: p.path, message: p.message });
+    // Records nobody takes would be read, acknowledged and lost: refuse rather than discard silently.
+    const read = new Set([...Object.values(cfg.transforms), ...Object.values(cfg.outputs)].flatMap((c) => c.inputs));
+    for (const name of Object.keys(cfg.sources)) {
+      if (!read.has(name) && !sourcePlugins[cfg.sources[name]!.type].signalsBeyondRecords) {
+        ctx.addIssue({ code: 'custom', path: ['sources', name], message: 'no output or transform lists this source in its inputs' });
       }
     }
-    if (sources.length === 0) ctx.addIssue({ code: 'custom', path: ['sources'], message: 'at least one source is needed' });
+    if (Object.keys(cfg.sources).length === 0) ctx.addIssue({ code: 'custom', path: ['sources'], message: 'at least one source is needed' });
   });
 
 export type AgentConfig = z.infer<typeof configSchema>;

@@ -24,4 +24,4 @@ export const duration = (example = '1s') =>
   });
 
 /** A non-empty list of source names an output or stage reads from. */
-export const inputs = z.array(z.string().min(1)).min(1, { message: 'expected at least one source name' });
+export const inputs = z.array(z.string().min(1)).min(1, { message: 'expected at least one input (a source, transform or route)' });

@@ -1,6 +1,6 @@
 import type { Logger } from '../log.ts';
 import type { SelfMetrics } from '../metrics.ts';
-import type { Emitter } from '../pipeline.ts';
+import type { Emitter, ReadPace } from '../pipeline.ts';
 import type { Attributes, LogRecord } from '../record.ts';
 import { parseRecordBody, parserByName, type ChosenParser } from './body_parser.ts';
 import type { PodMetadataConfig } from './config.ts';
@@ -40,6 +40,7 @@ interface Held {
   bytes: number;
   weight: number;
   onAccepted: () => void;
+  pace: ReadPace | undefined;
   deadline: number;
   resources: Set<Attributes>;
 }
@@ -62,22 +63,22 @@ export class EnrichStage implements Emitter {
     options.pods?.acquire();
   }
 
-  emit(records: LogRecord[], bytes: number, onAccepted: () => void): Promise<void> {
+  emit(records: LogRecord[], bytes: number, onAccepted: () => void, pace?: ReadPace): Promise<void> {
     const mayWait = this.mayWait();
     if (this.held.length === 0 || !this.followsHeld(records)) {
-      if (!mayWait || this.allKnown(records)) return this.forward(records, bytes, onAccepted, this.unknownReason());
+      if (!mayWait || this.allKnown(records)) return this.forward(records, bytes, onAccepted, this.unknownReason(), pace);
     }
     const weight = bytes > 0 ? bytes : records.reduce((n, r) => n + (typeof r.body === 'string' ? r.body.length : 64), 0);
     const resources = new Set<Attributes>();
     for (const r of records) resources.add(r.resource);
-    this.held.push({ records, bytes, weight, onAccepted, deadline: Date.now() + this.o.metadata.wait_for_pod, resources });
+    this.held.push({ records, bytes, weight, onAccepted, pace, deadline: Date.now() + this.o.metadata.wait_for_pod, resources });
     this.heldWeight += weight;
     this.timer ??= setInterval(() => this.release(false), CHECK_MS).unref();
     let last: Promise<void> = Promise.resolve();
     while (this.heldWeight > this.o.metadata.wait_max_bytes && this.held.length > 0) {
       const h = this.held.shift()!;
       this.heldWeight -= h.weight;
-      last = this.forward(h.records, h.bytes, h.onAccepted, 'wait_buffer_full');
+      last = this.forward(h.records, h.bytes, h.onAccepted, 'wait_buffer_full', h.pace);
     }
     if (this.held.length === 0) this.stopTimer();
     return last;
@@ -102,7 +103,7 @@ export class EnrichStage implements Emitter {
       if (free && due) {
         this.held.splice(i, 1);
         this.heldWeight -= h.weight;
-        void this.forward(h.records, h.bytes, h.onAccepted, this.unknownReason());
+        void this.forward(h.records, h.bytes, h.onAccepted, this.unknownReason(), h.pace);
       } else {
         for (const r of h.resources) blocked.add(r);
         i++;
@@ -156,7 +157,7 @@ export class EnrichStage implements Emitter {
   }
 
   /** Enrich, drop excluded, parse; then hand over. The acknowledgement covers the whole batch. */
-  private forward(records: LogRecord[], bytes: number, onAccepted: () => void, reason: UnenrichedReason): Promise<void> {
+  private forward(records: LogRecord[], bytes: number, onAccepted: () => void, reason: UnenrichedReason, pace: ReadPace | undefined): Promise<void> {
     const { source, metrics } = this.o;
     const annotator = this.o.pods?.state === 'off' ? undefined : this.annotatorNow();
     const enriching = this.o.pods !== undefined && this.o.pods.state !== 'off';
@@ -195,7 +196,7 @@ export class EnrichStage implements Emitter {
     if (ownerless > 0) metrics.unenrichedRecords.inc({ source, reason: 'owner_unknown' }, ownerless);
     for (const [name, n] of errors ?? []) metrics.parseErrors.inc({ source, parser: name }, n);
     if (excluded > 0) metrics.droppedRecords.inc({ component: source, reason: 'excluded' }, excluded);
-    return this.o.inner.emit(out, bytes, onAccepted);
+    return this.o.inner.emit(out, bytes, onAccepted, pace);
   }
 
   private warnInvalid(ann: Annotation): void {

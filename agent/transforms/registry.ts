@@ -1,0 +1,23 @@
+import type { z } from 'zod';
+import { Filter, filterConfig } from './filter.ts';
+import { Route, routeConfig } from './route.ts';
+import type { Transform, TransformContext } from './transform.ts';
+
+/** Every transform type the config accepts: its schema and its factory. A new transform adds one line here. */
+export const transformPlugins = {
+  filter: { schema: filterConfig, create: (c: z.infer<typeof filterConfig>, ctx: TransformContext) => new Filter(c, ctx) },
+  route: { schema: routeConfig, create: (c: z.infer<typeof routeConfig>, ctx: TransformContext) => new Route(c, ctx) },
+} as const;
+
+export type TransformConfig = z.infer<(typeof transformPlugins)[keyof typeof transformPlugins]['schema']>;
+
+export function createTransform(config: TransformConfig, ctx: TransformContext): Transform {
+  // The schema's discriminated union guarantees config matches the plugin picked by its type.
+  const create = transformPlugins[config.type].create as (c: TransformConfig, ctx: TransformContext) => Transform;
+  return create(config, ctx);
+}
+
+/** Whether a reload must replace a transform: its config as written (expressions by their text) changed. */
+export function sameTransform(a: TransformConfig | undefined, b: TransformConfig | undefined): boolean {
+  return a !== undefined && b !== undefined && JSON.stringify(a) === JSON.stringify(b);
+}

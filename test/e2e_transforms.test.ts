@@ -1,0 +1,130 @@
+import { statSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { criLine, criTime, sampleValue } from './helpers/agent_harness.ts';
+import { TransformAgent } from './helpers/transform_agent.ts';
+
+/**
+ * One end-to-end test per transform type against a real agent process: log files in, NDJSON out,
+ * records and metrics compared field by field.
+ */
+let running: TransformAgent | undefined;
+afterEach(async () => {
+  await running?.remove();
+  running = undefined;
+});
+
+function jsonLines(bodies: readonly object[]): string {
+  return bodies.map((b, i) => criLine(JSON.stringify(b), { time: criTime(i + 1) })).join('');
+}
+
+describe('transform filter, end to end', () => {
+  it('drops what the condition names, acknowledges it (the checkpoint moves past the last, dropped lines) and counts it', async () => {
+    const bodies = [
+      { level: 'info', path: '/api/orders', msg: 'order placed' },
+      { level: 'debug', path: '/api/orders', msg: 'cache miss' },
+      { level: 'info', path: '/healthz', msg: 'probe' },
+      { level: 'error', path: '/api/pay', msg: 'card declined' },
+      { level: 'info', msg: 'no path here' },
+      { level: 'info', path: '/healthz/ready', msg: 'probe' },
+      { level: 'debug', msg: 'last, dropped' },
+    ];
+    let logPath = '';
+    running = await TransformAgent.start({
+      source: '    parser: json\n',
+      transforms: `  noise:
+    type: filter
+    inputs: [containers]
+    drop: 'severity_number < 9 || (has(body.path) && body.path.startsWith("/healthz"))'
+`,
+      outputs: { out: ['noise'] },
+      before: (tree) => {
+        logPath = tree.container({ namespace: 'shop', pod: 'web-1', content: jsonLines(bodies) }).logPath;
+      },
+    });
+    const out = await running.waitRecords('out', 3);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(running.records('out').length).toBe(3);
+    expect(out.map((r) => [r.timestamp, r.severity_text, r.body])).toEqual([
+      [criTime(1), 'info', bodies[0]],
+      [criTime(4), 'error', bodies[3]],
+      [criTime(5), 'info', bodies[4]],
+    ]);
+    expect(out[0]!.resource).toMatchObject({ 'k8s.namespace.name': 'shop', 'k8s.pod.name': 'web-1', 'k8s.container.name': 'app' });
+    expect(out[0]!.attributes).toMatchObject({ 'log.iostream': 'stdout' });
+    const metrics = await running.metrics();
+    expect(sampleValue(metrics, 'telemetry_agent_dropped_records_total', { component: 'noise', reason: 'filtered' })).toBe(4);
+    expect(sampleValue(metrics, 'telemetry_agent_transform_records_total', { transform: 'noise', direction: 'in' })).toBe(7);
+    expect(sampleValue(metrics, 'telemetry_agent_transform_records_total', { transform: 'noise', direction: 'out' })).toBe(3);
+    expect(await running.stop()).toBe(0);
+    expect(running.checkpointOffsets().get(logPath)).toBe(statSync(logPath).size);
+  });
+
+  it('an expression failing at run time keeps the record (on_error: keep) and counts it; on_error: drop drops it', async () => {
+    const bodies = [{ status: 200 }, { status: 'teapot' }, { nostatus: true }, { status: 503 }];
+    running = await TransformAgent.start({
+      source: '    parser: json\n',
+      transforms: `  keep_bad:
+    type: filter
+    inputs: [containers]
+    drop: 'int(body.status) < 500'
+  drop_bad:
+    type: filter
+    inputs: [containers]
+    on_error: drop
+    drop: 'int(body.status) < 500'
+`,
+      outputs: { kept: ['keep_bad'], strict: ['drop_bad'] },
+      before: (tree) => tree.container({ content: jsonLines(bodies) }),
+    });
+    const kept = await running.waitRecords('kept', 3);
+    const strict = await running.waitRecords('strict', 1);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(kept.map((r) => r.body)).toEqual([bodies[1], bodies[2], bodies[3]]);
+    expect(strict.map((r) => r.body)).toEqual([bodies[3]]);
+    const m = await running.metrics();
+    expect(sampleValue(m, 'telemetry_agent_transform_errors_total', { transform: 'keep_bad', expression: 'drop' })).toBe(2);
+    expect(sampleValue(m, 'telemetry_agent_transform_errors_total', { transform: 'drop_bad', expression: 'drop' })).toBe(2);
+    expect(sampleValue(m, 'telemetry_agent_dropped_records_total', { component: 'drop_bad', reason: 'error' })).toBe(2);
+    expect(sampleValue(m, 'telemetry_agent_dropped_records_total', { component: 'drop_bad', reason: 'filtered' })).toBe(1);
+    expect(running.agent.stderr).toContain("transform keep_bad: drop failed on a record: ");
+  });
+});
+
+describe('transform route, end to end', () => {
+  it('sends a record to every route it matches, the rest to _unmatched; an unread _unmatched is dropped and counted', async () => {
+    running = await TransformAgent.start({
+      transforms: `  tenants:
+    type: route
+    inputs: [containers]
+    routes:
+      payments: 'resource["k8s.namespace.name"].startsWith("payments")'
+      errors: 'body.contains("ERROR")'
+  quiet:
+    type: route
+    inputs: [containers]
+    routes:
+      none: 'false'
+`,
+      outputs: { payments: ['tenants.payments'], errors: ['tenants.errors'], rest: ['tenants._unmatched'], never: ['quiet.none'] },
+      before: (tree) => {
+        tree.container({ namespace: 'payments-eu', pod: 'pay-1', content: criLine('ERROR card declined', { time: criTime(1) }) + criLine('ok', { time: criTime(2) }) });
+        tree.container({ namespace: 'shop', pod: 'web-1', content: criLine('ERROR out of stock', { time: criTime(3) }) + criLine('fine', { time: criTime(4) }) });
+      },
+    });
+    const payments = await running.waitRecords('payments', 2);
+    const errors = await running.waitRecords('errors', 2);
+    const rest = await running.waitRecords('rest', 1);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(payments.map((r) => [r.resource['k8s.pod.name'], r.body])).toEqual([
+      ['pay-1', 'ERROR card declined'],
+      ['pay-1', 'ok'],
+    ]);
+    expect(errors.map((r) => r.body).sort()).toEqual(['ERROR card declined', 'ERROR out of stock']);
+    expect(running.records('rest').map((r) => [r.resource['k8s.pod.name'], r.body, r.timestamp])).toEqual([['web-1', 'fine', criTime(4)]]);
+    expect(rest.length).toBe(1);
+    expect(running.records('never')).toEqual([]);
+    const m = await running.metrics();
+    expect(sampleValue(m, 'telemetry_agent_dropped_records_total', { component: 'quiet', reason: 'unmatched' })).toBe(4);
+    expect(sampleValue(m, 'telemetry_agent_transform_records_total', { transform: 'tenants', direction: 'out' })).toBe(5);
+  });
+});
