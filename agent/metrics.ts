@@ -83,6 +83,7 @@ export class SelfMetrics {
     'Records on which a transform\'s expression failed at run time (missing field, type mismatch), by the expression\'s key; on_error decides their fate.',
     ['transform', 'expression'],
   );
+  readonly redactions = this.counter('telemetry_agent_redactions_total', 'Secrets a redact transform replaced, by pattern.', ['transform', 'pattern']);
   readonly configReloads = this.counter('telemetry_agent_config_reloads_total', 'Config reloads, by result.', ['result']);
   readonly leader = this.gauge('telemetry_agent_leader', '1 on the agent that leads cluster-scoped work.', []);
   readonly buildInfo = this.gauge('telemetry_agent_build_info', 'Always 1; labels carry the version.', ['version', 'node_version']);

@@ -128,3 +128,41 @@ describe('transform route, end to end', () => {
     expect(sampleValue(m, 'telemetry_agent_transform_records_total', { transform: 'tenants', direction: 'out' })).toBe(5);
   });
 });
+
+describe('transform redact, end to end', () => {
+  it('scrubs secrets from text and parsed bodies, custom RE2 patterns included, and a catastrophic pattern does not stall the agent', async () => {
+    const evil = 'a'.repeat(60_000) + '!';
+    running = await TransformAgent.start({
+      transforms: `  scrub:
+    type: redact
+    inputs: [containers]
+    patterns: [email, bearer_token, credit_card]
+    custom: { order_token: 'tok_[A-Za-z0-9]{24}', evil: '(a+)+$' }
+    replacement: '<{pattern}>'
+`,
+      outputs: { out: ['scrub'], raw: ['containers'] },
+      before: (tree) =>
+        tree.container({
+          content:
+            criLine('login alice@example.com with Bearer 0a1b2c3d4e5f6a7b8c9d0e1f', { time: criTime(1) }) +
+            criLine(evil, { time: criTime(2) }) +
+            criLine('order tok_ABCDEFGHIJKLMNOPQRSTUVWX paid by 4111 1111 1111 1111', { time: criTime(3) }) +
+            criLine('nothing secret, version left-pad@1.3.0', { time: criTime(4) }),
+        }),
+    });
+    const out = await running.waitRecords('out', 4);
+    expect(out.map((r) => r.body)).toEqual([
+      'login <email> with Bearer <bearer_token>',
+      evil,
+      'order <order_token> paid by <credit_card>',
+      'nothing secret, version left-pad@1.3.0',
+    ]);
+    // The other branch reads the same records untouched.
+    expect((await running.waitRecords('raw', 4)).map((r) => r.body)[0]).toBe('login alice@example.com with Bearer 0a1b2c3d4e5f6a7b8c9d0e1f');
+    const m = await running.metrics();
+    for (const pattern of ['email', 'bearer_token', 'order_token', 'credit_card']) {
+      expect(sampleValue(m, 'telemetry_agent_redactions_total', { transform: 'scrub', pattern }), pattern).toBe(1);
+    }
+    expect(sampleValue(m, 'telemetry_agent_redactions_total', { transform: 'scrub', pattern: 'evil' })).toBeUndefined();
+  });
+});

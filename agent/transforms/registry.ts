@@ -1,11 +1,13 @@
 import type { z } from 'zod';
 import { Filter, filterConfig } from './filter.ts';
+import { Redact, redactConfig } from './redact.ts';
 import { Route, routeConfig } from './route.ts';
 import type { Transform, TransformContext } from './transform.ts';
 
 /** Every transform type the config accepts: its schema and its factory. A new transform adds one line here. */
 export const transformPlugins = {
   filter: { schema: filterConfig, create: (c: z.infer<typeof filterConfig>, ctx: TransformContext) => new Filter(c, ctx) },
+  redact: { schema: redactConfig, create: (c: z.infer<typeof redactConfig>, ctx: TransformContext) => new Redact(c, ctx) },
   route: { schema: routeConfig, create: (c: z.infer<typeof routeConfig>, ctx: TransformContext) => new Route(c, ctx) },
 } as const;
 
