@@ -6,9 +6,9 @@ import { podMetadataConfig } from './enrichment/config.ts';
 import { EnrichStage } from './enrichment/enrich_stage.ts';
 import { SharedPodCache } from './enrichment/shared_pod_cache.ts';
 import { KubeAccess } from './kube/kube_access.ts';
-import { createLogger, type Level, type Logger } from './log.ts';
+import { createLogger, type Level, type LogFormat, type Logger } from './log.ts';
 import { SelfMetrics } from './metrics.ts';
-import { openBuffer } from './buffers/open_buffer.ts';
+import { DISK_BUFFER_DEFAULT_BYTES, MEMORY_BUFFER_DEFAULT_BYTES, openBuffer } from './buffers/open_buffer.ts';
 import type { RecordBuffer } from './buffers/buffer.ts';
 import { DeadLetterFile } from './dead_letter.ts';
 import { autoUnackedWindow } from './flow_window.ts';
@@ -17,7 +17,12 @@ import { Pipeline } from './pipeline.ts';
 import { outputsFedBy, type PipelineGraph } from './transforms/graph.ts';
 import { sameTransform, type TransformConfig } from './transforms/registry.ts';
 import { TransformNode } from './transforms/transform_node.ts';
-import { AgentServer } from './server.ts';
+import { AgentServer, type ReadinessCheck } from './server.ts';
+import type { ComponentNode, PipelineView } from './status/components.ts';
+import { StatusRoutes } from './status/routes.ts';
+import { SpanLog } from './status/span_log.ts';
+import { TapHub, type ComponentKind } from './tap.ts';
+import type { Emitter } from './pipeline.ts';
 import { createSource } from './sources/create.ts';
 import type { Source } from './sources/source.ts';
 import { VERSION } from './version.ts';
@@ -39,7 +44,12 @@ export class Agent {
   config: AgentConfig;
   readonly metrics = new SelfMetrics(VERSION);
   readonly log: Logger;
+  /** Live copies of records at any component, for `tap`, `top` and the status page. */
+  readonly taps = new TapHub();
+  /** The latest finished cluster spans, for the status page. */
+  readonly spanLog = new SpanLog();
   private readonly setLevel: (level: Level) => void;
+  private readonly setFormat: (format: LogFormat) => void;
   private readonly pipeline: Pipeline;
   private readonly kube: KubeAccess;
   private readonly sources = new Map<string, Source>();
@@ -55,9 +65,10 @@ export class Agent {
   constructor(config: AgentConfig, log?: Logger) {
     this.config = config;
     // A logger handed in (demo, tests) keeps its own level; the agent's own follows log_level.
-    const own = log ? undefined : createLogger(config.log_level);
+    const own = log ? undefined : createLogger(config.log_level, undefined, config.log_format);
     this.log = log ?? own!;
     this.setLevel = (l) => own?.setLevel(l);
+    this.setFormat = (f) => own?.setFormat(f);
     this.pipeline = new Pipeline(this.metrics);
     this.kube = new KubeAccess(
       { mode: config.kubernetes.mode, kubeconfig: config.kubernetes.kubeconfig, context: config.kubernetes.context },
@@ -95,6 +106,7 @@ export class Agent {
     });
     const buf = buffer ?? openBuffer(name, outCfg.buffer, { dataDir, metrics: this.metrics, log: this.log });
     this.metrics.trackBufferAge(name, buf.type, () => buf.stats().oldestMs);
+    this.metrics.declareOutput(name, buf.type);
     return new OutputRunner(output, {
       buffer: buf,
       batch: { maxBytes: outCfg.batch.max_bytes, maxEvents: outCfg.batch.max_events, timeoutMs: outCfg.batch.timeout },
@@ -105,6 +117,7 @@ export class Agent {
         : undefined,
       metrics: this.metrics,
       log: this.log,
+      tap: this.taps.point(name, 'output'),
     });
   }
 
@@ -118,6 +131,7 @@ export class Agent {
   }
 
   private source(name: string, srcCfg: AgentConfig['sources'][string], config: AgentConfig): Source {
+    this.metrics.declareSource(name);
     return createSource(name, srcCfg, {
       nodeName: config.node_name,
       dataDir: config.data_dir,
@@ -126,12 +140,21 @@ export class Agent {
       emitter: this.emitter(name, srcCfg),
       kube: this.kube,
       unackedWindow: () => autoUnackedWindow(outputsFedBy(this.config, name).map((o) => this.config.outputs[o]!)),
+      spanLog: this.spanLog,
     });
   }
 
   /** source -> enrich -> parse -> pipeline, for container sources that enrich or parse (journald: parse only). */
   private emitter(name: string, srcCfg: AgentConfig['sources'][string]) {
-    const plain = this.pipeline.emitterFor(name);
+    // A source's tap shows its records as they leave it: parsed and enriched.
+    const routed = this.pipeline.emitterFor(name);
+    const tap = this.taps.point(name, 'source');
+    const plain: Emitter = {
+      emit: (records, bytes, onAccepted, pace) => {
+        if (tap.active) tap.publish(records);
+        return routed.emit(records, bytes, onAccepted, pace);
+      },
+    };
     this.stages.delete(name);
     if (srcCfg.type !== 'container_logs' && srcCfg.type !== 'journald') return plain;
     const enrich = srcCfg.type === 'container_logs' && srcCfg.kubernetes_metadata.enabled && this.kube.enabled;
@@ -151,10 +174,52 @@ export class Agent {
   }
 
   private newServer(): AgentServer {
-    return new AgentServer(this.metrics, {
-      live: () => true,
-      ready: () => !this.stopping && [...this.sources.values()].every((s) => s.ready),
-    });
+    const routes = new StatusRoutes(this.pipelineView(), this.metrics, this.taps, this.spanLog, () => ({
+      statusPage: this.config.server.status_page,
+      tap: { enabled: this.config.server.tap.enabled, tokenFile: this.config.server.tap.token_file },
+    }));
+    return new AgentServer(this.metrics, { live: () => true, readiness: () => this.readiness() }, routes);
+  }
+
+  /** /readyz: the agent itself (stopping), then every source, each with why it is not ready. */
+  readiness(): ReadinessCheck[] {
+    const checks: ReadinessCheck[] = [{ component: 'agent', ready: !this.stopping, ...(this.stopping ? { reason: 'stopping' } : {}) }];
+    for (const [name, s] of this.sources) {
+      checks.push({ component: `source ${name}`, ready: s.ready, ...(s.ready ? {} : { reason: s.notReadyReason ?? 'starting' }) });
+    }
+    return checks;
+  }
+
+  /** The pipeline as its components and their state, for /components, `top` and the status page. */
+  components(): ComponentNode[] {
+    const { components, edges } = this.graph();
+    return components.map((c) => ({ ...c, inputs: edges.filter((e) => e.to === c.name && c.kind !== 'source').map((e) => e.from) }));
+  }
+
+  /** What /components, `top` and the status page read about the running pipeline. */
+  pipelineView(): PipelineView {
+    return {
+      nodeName: this.config.node_name,
+      version: VERSION,
+      components: () => this.components(),
+      readiness: (kind: ComponentKind, name: string) => {
+        if (kind !== 'source') return { ready: !this.stopping, ...(this.stopping ? { reason: 'stopping' } : {}) };
+        const s = this.sources.get(name);
+        if (!s) return { ready: false, reason: 'not running' };
+        return { ready: s.ready, ...(s.ready ? {} : { reason: s.notReadyReason ?? 'starting' }) };
+      },
+      buffer: (output) => {
+        const r = this.pipeline.runners.get(output);
+        const cfg = this.config.outputs[output];
+        if (!r || !cfg) return undefined;
+        const maxBytes = cfg.buffer.max_size ?? (r.buffer.type === 'disk' ? DISK_BUFFER_DEFAULT_BYTES : MEMORY_BUFFER_DEFAULT_BYTES);
+        return { stats: r.buffer.stats(), type: r.buffer.type, maxBytes };
+      },
+      outputHealth: (output) => this.pipeline.runners.get(output)?.health(),
+      listeners: (kind, name) => this.taps.point(name, kind).listeners(),
+      spans: () => this.spanLog.count,
+      ready: () => this.readiness().every((c) => c.ready),
+    };
   }
 
   async start(): Promise<void> {
@@ -193,6 +258,7 @@ export class Agent {
     const deadline = () => Math.max(1000, next.shutdown_timeout);
     const changed: string[] = [];
     this.setLevel(next.log_level);
+    this.setFormat(next.log_format);
 
     // Sources that change or go away stop first and settle their in-flight batches, so their
     // checkpoints hold exactly what was accepted when the replacement resumes from them.

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { Agent } from './agent.ts';
 import { runUntilSignal } from './lifecycle.ts';
 import { ConfigError, loadConfigFile } from './config/load.ts';
+import { parseDuration } from './config/units.ts';
 import { VERSION } from './version.ts';
 
 const USAGE = `telemetry-agent ${VERSION}: telemetry pipeline agent for Kubernetes nodes
@@ -10,13 +11,35 @@ const USAGE = `telemetry-agent ${VERSION}: telemetry pipeline agent for Kubernet
 Usage:
   telemetry-agent run --config FILE        run until SIGTERM/SIGINT (-c FILE)
   telemetry-agent validate --config FILE   check a config; exit 0 when valid, 2 with one line per problem
-  telemetry-agent demo [--seconds N]       simulated node (no cluster needed): logs to stdout, /metrics on localhost
+      --print                              and print it resolved: every default filled in, secrets masked
+  telemetry-agent tap COMPONENT            print records flowing through a source, transform or output of a
+                                           running agent, sampled, until --limit or Ctrl-C
+      --rate N                             records per second at most (default 20)
+      --limit N                            stop after N records
+      --json                               the NDJSON records instead of one readable line each
+      --token-file FILE                    bearer token, for an agent on another host (server.tap.token_file)
+  telemetry-agent top                      live records/s, errors, drops, buffers and tail lag per component (q quits)
+      --interval DURATION                  refresh period (default 1s)
+      --once                               print one table (rates over --interval) and exit
+  telemetry-agent test FILE...             pipeline unit tests: input lines and pod metadata in, expected records
+                                           and metrics out; exit 0 all pass, 1 a test failed, 2 a bad test file
+  telemetry-agent demo [--seconds N]       the whole mission on one machine, no cluster (npm start; --help: what it shows)
   telemetry-agent --version
+
+tap and top find the agent at --agent URL, else the server.listen of --config FILE, else
+$TELEMETRY_AGENT_URL, else http://127.0.0.1:9464 (right inside the agent's pod: kubectl exec).
 
 Exit codes: 0 clean stop, 2 bad config or arguments, 1 anything else.
 `;
 
 class UsageError extends Error {}
+
+function positiveNumber(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!(n > 0) || !Number.isFinite(n)) throw new UsageError(`${flag}: expected a positive number, got ${JSON.stringify(value)}`);
+  return n;
+}
 
 function configPath(values: { config?: string }): string {
   if (!values.config) throw new UsageError('missing --config FILE');
@@ -32,6 +55,14 @@ async function main(argv: string[]): Promise<number> {
       seconds: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean' },
+      print: { type: 'boolean' },
+      agent: { type: 'string' },
+      rate: { type: 'string' },
+      limit: { type: 'string' },
+      json: { type: 'boolean' },
+      'token-file': { type: 'string' },
+      interval: { type: 'string' },
+      once: { type: 'boolean' },
     },
   });
   if (values.version) {
@@ -39,6 +70,11 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const command = positionals[0];
+  if (command === 'demo' && values.help) {
+    const { DEMO_HELP } = await import('./demo/demo.ts');
+    process.stdout.write(DEMO_HELP);
+    return 0;
+  }
   if (values.help || command === 'help') {
     process.stdout.write(USAGE);
     return 0;
@@ -46,9 +82,50 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'validate': {
       const file = configPath(values);
-      loadConfigFile(file);
+      const config = loadConfigFile(file);
+      if (values.print) {
+        const { printConfig } = await import('./config/print.ts');
+        process.stdout.write(printConfig(config));
+        return 0;
+      }
       process.stdout.write(`${file}: valid\n`);
       return 0;
+    }
+    case 'tap': {
+      const component = positionals[1];
+      if (!component) throw new UsageError('tap needs a component: telemetry-agent tap COMPONENT (the names under sources, transforms and outputs)');
+      const { runTap, TapRefused } = await import('./commands/tap.ts');
+      const { agentUrl } = await import('./commands/agent_url.ts');
+      const stop = new AbortController();
+      process.once('SIGINT', () => stop.abort());
+      process.once('SIGTERM', () => stop.abort());
+      try {
+        return await runTap({
+          url: agentUrl(values),
+          component,
+          rate: positiveNumber(values.rate, '--rate'),
+          limit: positiveNumber(values.limit, '--limit'),
+          json: values.json,
+          tokenFile: values['token-file'],
+          signal: stop.signal,
+        });
+      } catch (err) {
+        if (err instanceof TapRefused) throw new UsageError(err.message);
+        throw err;
+      }
+    }
+    case 'top': {
+      const { runTop } = await import('./commands/top.ts');
+      const { agentUrl } = await import('./commands/agent_url.ts');
+      const intervalMs = values.interval === undefined ? 1000 : parseDuration(values.interval);
+      if (!intervalMs) throw new UsageError(`--interval: expected a duration like 2s, got ${JSON.stringify(values.interval)}`);
+      return runTop({ url: agentUrl(values), intervalMs, once: values.once ?? false });
+    }
+    case 'test': {
+      const files = positionals.slice(1);
+      if (files.length === 0) throw new UsageError('test needs at least one test file: telemetry-agent test FILE...');
+      const { runPipelineTests } = await import('./commands/pipeline_test.ts');
+      return runPipelineTests(files);
     }
     case 'run': {
       const config = loadConfigFile(configPath(values));

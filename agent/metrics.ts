@@ -1,5 +1,11 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/** Reasons an output's records are dropped, pre-created per output (see declareOutput). */
+const DROP_REASONS = {
+  output: ['buffer_full', 'undeliverable', 'rejected_by_receiver'],
+  disk: ['volume_full'],
+} as const;
+
 /**
  * The agent's own metrics: the names of design.md are product surface (dashboards and alerts
  * depend on them), so they are declared here once and handed to every component.
@@ -29,8 +35,14 @@ export class SelfMetrics {
     ['output'],
     [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
   );
+  readonly outputLastSuccess = this.gauge(
+    'telemetry_agent_output_last_success_timestamp_seconds',
+    'When an output last had a batch accepted by its receiver (Unix seconds); set to when the output was created until then. Alert on time() minus it while its buffer holds records.',
+    ['output'],
+  );
   readonly bufferBytes = this.gauge('telemetry_agent_buffer_bytes', 'Bytes waiting in an output buffer.', ['output', 'type']);
   readonly bufferRecords = this.gauge('telemetry_agent_buffer_records', 'Records waiting in an output buffer.', ['output', 'type']);
+  private readonly declaredOutputs = new Set<string>();
   /** Filled at scrape time from every buffer's stats (see trackBufferAge). */
   private readonly bufferAges = new Map<string, { type: string; oldestMs: () => number | undefined }>();
   readonly bufferOldestAge = new Gauge<'output' | 'type'>({
@@ -99,6 +111,32 @@ export class SelfMetrics {
     this.leader.set(0);
     this.configReloads.inc({ result: 'success' }, 0);
     this.configReloads.inc({ result: 'failure' }, 0);
+  }
+
+  /**
+   * Label sets alerts watch, present at 0 from the output's creation: `increase()` over a series
+   * that appears at its first increment misses that increment, so the first failure or drop would
+   * not fire an alert.
+   */
+  declareOutput(output: string, bufferType: string): void {
+    for (const status of ['sent', 'failed', 'dropped']) this.outputRecords.inc({ output, status }, 0);
+    this.outputBytes.inc({ output }, 0);
+    this.outputRetries.inc({ output }, 0);
+    this.outputRetriedRecords.inc({ output }, 0);
+    this.deadLetterRecords.inc({ output }, 0);
+    for (const reason of DROP_REASONS.output) this.droppedRecords.inc({ component: output, reason }, 0);
+    if (bufferType === 'disk') for (const reason of DROP_REASONS.disk) this.droppedRecords.inc({ component: output, reason }, 0);
+    // A reload that replaces the output keeps what its predecessor last achieved.
+    if (!this.declaredOutputs.has(output)) this.outputLastSuccess.set({ output }, Date.now() / 1000);
+    this.declaredOutputs.add(output);
+  }
+
+  /** The same for a source's counters. */
+  declareSource(source: string): void {
+    this.sourceRecords.inc({ source }, 0);
+    this.sourceBytes.inc({ source }, 0);
+    this.checkpointWrites.inc({ source }, 0);
+    this.checkpointErrors.inc({ source }, 0);
   }
 
   /** The buffer an output uses now (a reload may replace it); `untrackBufferAge` when the output goes. */

@@ -5,6 +5,7 @@ import type { DeadLetterFile } from './dead_letter.ts';
 import { RateLimitedLog, type Logger } from './log.ts';
 import type { SelfMetrics } from './metrics.ts';
 import type { Acknowledger, LogRecord } from './record.ts';
+import type { TapPoint } from './tap.ts';
 
 export interface BatchSettings {
   readonly maxBytes: number;
@@ -23,6 +24,18 @@ export interface RunnerOptions {
   readonly deadLetter: DeadLetterFile | undefined;
   readonly metrics: SelfMetrics;
   readonly log: Logger;
+  /** What the output is handed, for `tap` (published only while someone listens). */
+  readonly tap?: TapPoint;
+}
+
+/** How an output fares, for the status page and `top`. */
+export interface OutputHealth {
+  /** Epoch ms of the last batch the receiver accepted. */
+  lastSuccessMs: number | undefined;
+  /** Epoch ms of the first failed attempt since the last success; undefined while healthy. */
+  failingSince: number | undefined;
+  /** The last failure's message while failing. */
+  lastError: string | undefined;
 }
 
 /** A Retry-After longer than this is taken as this: a receiver's typo must not park an output for a day. */
@@ -70,6 +83,9 @@ export class OutputRunner {
   private workers: Promise<void>[] = [];
   private readonly carried: BufferChunk[][] = [];
   private readonly unfinished: BufferChunk[][] = [];
+  private readonly healthState: OutputHealth = { lastSuccessMs: undefined, failingSince: undefined, lastError: undefined };
+  private failedAttempts = 0;
+  private readonly lastSuccessGauge;
 
   constructor(output: Output, opts: RunnerOptions) {
     this.output = output;
@@ -77,6 +93,11 @@ export class OutputRunner {
     this.opts = opts;
     this.warnings = new RateLimitedLog(opts.log, 10_000);
     this.labels = { output: output.name };
+    this.lastSuccessGauge = opts.metrics.outputLastSuccess.labels(this.labels);
+  }
+
+  health(): OutputHealth {
+    return { ...this.healthState };
   }
 
   /** Starts the workers; `carried` (a predecessor's unfinished batches) go out first. */
@@ -91,6 +112,8 @@ export class OutputRunner {
    * slows its sources. `ack` fires per the buffer's promise (disk: durable; memory: delivered).
    */
   push(records: LogRecord[], bytes: number, ack: Acknowledger): Promise<void> {
+    const tap = this.opts.tap;
+    if (tap?.active) tap.publish(records);
     return this.buffer.push(records, bytes, () => ack.accept()).then(() => undefined);
   }
 
@@ -213,6 +236,7 @@ export class OutputRunner {
       try {
         const result = await this.output.send(records, this.stopSends.signal);
         metrics.outputRequestDuration.observe(this.labels, Number(process.hrtime.bigint() - started) / 1e9);
+        this.succeeded();
         failed = result.failed ?? [];
         const rejected = result.rejected?.count ?? 0;
         metrics.outputRecords.inc({ output: name, status: 'sent' }, records.length - failed.length - rejected);
@@ -235,6 +259,7 @@ export class OutputRunner {
           await this.refuse(records, `could not be encoded: ${(err as Error).message}`);
           return true;
         }
+        this.failed(err as Error);
         // A Retry-After of 0 (or a date in the past) still waits retry.initial: no hot loop against a receiver that keeps refusing.
         const wait =
           err instanceof RetryableError && err.retryAfterMs !== undefined
@@ -260,6 +285,30 @@ export class OutputRunner {
       records = again;
       if (!(await this.retryAfter(backoff.next(), again.length))) return false;
     }
+  }
+
+  private succeeded(): void {
+    const now = Date.now();
+    const h = this.healthState;
+    h.lastSuccessMs = now;
+    this.lastSuccessGauge.set(now / 1000);
+    if (h.failingSince === undefined) return;
+    // The failures were logged at most once per 10 s; the way back is logged once, with what it cost.
+    const waiting = this.buffer.stats().records;
+    this.opts.log.info(
+      `output ${this.output.name}: recovered: the receiver accepts again after ${((now - h.failingSince) / 1000).toFixed(1)} s and ` +
+        `${this.failedAttempts} failed attempts (last: ${h.lastError}); ${waiting} records waiting in the buffer are on their way`,
+    );
+    h.failingSince = undefined;
+    h.lastError = undefined;
+    this.failedAttempts = 0;
+  }
+
+  private failed(err: Error): void {
+    const h = this.healthState;
+    h.failingSince ??= Date.now();
+    h.lastError = err.message;
+    this.failedAttempts++;
   }
 
   private async retryAfter(ms: number, records: number): Promise<boolean> {

@@ -1,12 +1,33 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { SelfMetrics } from './metrics.ts';
+import type { StatusRoutes } from './status/routes.ts';
+
+/** One check of /readyz: a component (`source containers`, `agent`) and, when not ready, why. */
+export interface ReadinessCheck {
+  component: string;
+  ready: boolean;
+  reason?: string;
+}
 
 export interface Health {
   /** The process is alive and its event loop turns. */
   live(): boolean;
-  /** Sources and outputs are started and not shutting down. */
-  ready(): boolean;
+  /** Every component that can be not ready, each with why not. */
+  readiness(): ReadinessCheck[];
+}
+
+/**
+ * /readyz's body, in the style of the Kubernetes API server's `?verbose`: `[+]source containers ok`
+ * or `[-]source cluster not ready: Kubernetes API refuses access (403)`, then the verdict. A probe
+ * reads only the status; a person running curl sees which component holds the agent back, and why.
+ * When ready, the list is shown only with `?verbose`.
+ */
+export function readinessReport(checks: ReadinessCheck[], verbose = false): { ready: boolean; text: string } {
+  const ready = checks.every((c) => c.ready);
+  if (ready && !verbose) return { ready, text: 'ready\n' };
+  const lines = checks.map((c) => (c.ready ? `[+]${c.component} ok` : `[-]${c.component} not ready: ${c.reason ?? 'no reason given'}`));
+  return { ready, text: `${lines.join('\n')}${lines.length ? '\n' : ''}${ready ? 'ready' : 'not ready'}\n` };
 }
 
 /** /metrics, /healthz and /readyz on one port, as Prometheus and the kubelet's probes expect. */
@@ -14,16 +35,20 @@ export class AgentServer {
   private readonly server: Server;
   private readonly metrics: SelfMetrics;
   private readonly health: Health;
+  private readonly routes: StatusRoutes | undefined;
 
-  constructor(metrics: SelfMetrics, health: Health) {
+  constructor(metrics: SelfMetrics, health: Health, routes?: StatusRoutes) {
     this.metrics = metrics;
     this.health = health;
+    this.routes = routes;
     this.server = createServer((req, res) => {
-      const path = (req.url ?? '/').split('?')[0];
+      const url = new URL(req.url ?? '/', 'http://agent');
+      const path = url.pathname;
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.writeHead(405, { allow: 'GET, HEAD' }).end();
         return;
       }
+      if (this.routes?.handle(req, res, path, url.searchParams)) return;
       if (path === '/metrics') {
         this.metrics.registry.metrics().then(
           (text) => res.writeHead(200, { 'content-type': this.metrics.registry.contentType }).end(text),
@@ -33,10 +58,10 @@ export class AgentServer {
         const ok = this.health.live();
         res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ok\n' : 'unhealthy\n');
       } else if (path === '/readyz') {
-        const ok = this.health.ready();
-        res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ready\n' : 'not ready\n');
+        const { ready, text } = readinessReport(this.health.readiness(), url.searchParams.has('verbose'));
+        res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(text);
       } else {
-        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics, /healthz or /readyz\n');
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics, /healthz, /readyz, /components, /tap/<component> or /status\n');
       }
     });
   }

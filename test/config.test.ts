@@ -47,7 +47,8 @@ describe('parseConfig: defaults', () => {
     expect(cfg.data_dir).toBe('/var/lib/telemetry-agent');
     expect(cfg.log_level).toBe('info');
     expect(cfg.shutdown_timeout).toBe(30_000);
-    expect(cfg.server).toEqual({ listen: '0.0.0.0:9464' });
+    expect(cfg.server).toEqual({ listen: '0.0.0.0:9464', status_page: false, tap: { enabled: true } });
+    expect(cfg.log_format).toBe('text');
     expect(cfg.kubernetes.mode).toBe('auto');
     // The defaults design.md fixes, exactly; the tuning knobs (tuned by benchmarks) are set and sane.
     const src = containers(cfg);
@@ -172,6 +173,15 @@ describe('parseConfig: sizes and durations', () => {
     ['2GiB', 2 * 1024 ** 3],
     [4096, 4096],
     ['4096', 4096],
+    // Decimal units, as Fluent Bit and Vector users write them (SI / Kubernetes quantities: 1000s)
+    ['1MB', 1_000_000],
+    ['64kb', 64_000],
+    ['1G', 1_000_000_000],
+    ['10M', 10_000_000],
+    ['1.5GB', 1_500_000_000],
+    // Kubernetes' binary suffixes
+    ['512Mi', 512 * 1024 * 1024],
+    ['64Ki', 64 * 1024],
   ])('size %j is %d bytes', (value, bytes) => {
     const cfg = parseConfig(config(`    max_unacked_bytes: ${JSON.stringify(value)}\n`), 'agent.yaml', {});
     expect((cfg.sources.containers as { max_unacked_bytes?: number }).max_unacked_bytes).toBe(bytes);
@@ -179,7 +189,7 @@ describe('parseConfig: sizes and durations', () => {
 
   it.each([
     ['"lots"', '"lots"'],
-    ['10MB', '"10MB"'],
+    ['10MBs', '"10MBs"'],
     ['1 TiB', '"1 TiB"'],
     ['-1', '-1'],
     ['1.5', '1.5'],

@@ -1,5 +1,6 @@
 import { Counter, type Registry } from 'prom-client';
 
+import { IntervalCountLog, type Logger } from '../log.ts';
 import type { SelfMetrics } from '../metrics.ts';
 import type { BufferType } from './buffer.ts';
 
@@ -15,8 +16,10 @@ export class BufferMetrics {
   private readonly output: string;
   private readonly corrupt: Counter<'output'>;
   private readonly writeErrors: Counter<'output' | 'code'>;
+  private readonly drops: Record<'buffer_full' | 'volume_full', IntervalCountLog> | undefined;
 
-  constructor(metrics: SelfMetrics, output: string, type: BufferType) {
+  /** `log`: drops are logged with counts, once per `dropLogIntervalMs` (default 10 s) while they go on. */
+  constructor(metrics: SelfMetrics, output: string, type: BufferType, log?: Logger, dropLogIntervalMs = DROP_LOG_INTERVAL_MS) {
     this.metrics = metrics;
     this.output = output;
     this.bytesGauge = metrics.bufferBytes.labels({ output, type });
@@ -34,6 +37,13 @@ export class BufferMetrics {
       ['output', 'code'],
     );
     this.set(0, 0);
+    const dropLog = (why: string) =>
+      new IntervalCountLog(log!, dropLogIntervalMs, (count, total, seconds) =>
+        seconds === undefined
+          ? `output ${output}: ${type} buffer ${why}: dropped ${count} records (when_full: drop_newest); counted in telemetry_agent_dropped_records_total`
+          : `output ${output}: ${type} buffer ${why}: dropped ${count} more records in the last ${seconds} s (${total} since the agent started)`,
+      );
+    this.drops = log ? { buffer_full: dropLog('full'), volume_full: dropLog('cannot write, its volume is full') } : undefined;
   }
 
   set(bytes: number, records: number): void {
@@ -44,6 +54,13 @@ export class BufferMetrics {
   dropped(records: number, reason: 'buffer_full' | 'volume_full'): void {
     this.metrics.droppedRecords.inc({ component: this.output, reason }, records);
     this.metrics.outputRecords.inc({ output: this.output, status: 'dropped' }, records);
+    this.drops?.[reason].add(records);
+  }
+
+  /** Logs the drops not reported yet (the buffer closes). */
+  close(): void {
+    this.drops?.buffer_full.flush();
+    this.drops?.volume_full.flush();
   }
 
   corruptBytes(bytes: number): void {
@@ -54,6 +71,8 @@ export class BufferMetrics {
     this.writeErrors.inc({ output: this.output, code });
   }
 }
+
+const DROP_LOG_INTERVAL_MS = 10_000;
 
 function counter<L extends string>(registry: Registry, name: string, help: string, labelNames: L[]): Counter<L> {
   const existing = registry.getSingleMetric(name);

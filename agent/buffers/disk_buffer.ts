@@ -53,6 +53,14 @@ interface Segment {
   frames: number;
   /** When its first record was pushed (recovered: observed time of the first unacknowledged record). */
   readonly createdMs: number;
+  /**
+   * When each push into it was taken, by the offset its frames end at, oldest first (`markHead`:
+   * the first not wholly acknowledged): the buffer's oldest record is the first frame past the
+   * acknowledged position, so its age is that of its push, not of the segment. A recovered segment
+   * has one mark, its first unacknowledged record's observed time.
+   */
+  readonly marks: { end: number; ms: number }[];
+  markHead: number;
   /** Not to be appended to again (a write could not be cut back, or corruption was found in it). */
   broken: boolean;
 }
@@ -195,7 +203,7 @@ export class DiskBuffer implements RecordBuffer {
     this.fsyncPolicy = opts.fsync ?? DISK_BUFFER_DEFAULTS.fsync;
     this.segmentBytes = Math.max(4096, Math.min(opts.segmentBytes ?? DISK_BUFFER_DEFAULTS.segmentBytes, Math.floor(opts.maxSize / 4)));
     this.retryMs = opts.retryMs ?? DISK_BUFFER_DEFAULTS.retryMs;
-    this.m = new BufferMetrics(opts.metrics, opts.output, 'disk');
+    this.m = new BufferMetrics(opts.metrics, opts.output, 'disk', opts.log);
     this.log = opts.log;
     this.warnings = new RateLimitedLog(opts.log);
     this.positionPath = join(this.dir, READ_POSITION_FILE);
@@ -263,8 +271,23 @@ export class DiskBuffer implements RecordBuffer {
   }
 
   stats(): BufferStats {
-    const oldest = this.unackedRecords > 0 ? this.segments.find((s) => s.seq >= this.ackPos.seq) : undefined;
-    return { bytes: this.unackedBytes, records: this.unackedRecords, oldestMs: oldest?.createdMs };
+    return { bytes: this.unackedBytes, records: this.unackedRecords, oldestMs: this.unackedRecords > 0 ? this.oldestPushMs() : undefined };
+  }
+
+  /** When the push holding the first unacknowledged frame was taken. */
+  private oldestPushMs(): number | undefined {
+    for (const seg of this.segments) {
+      if (seg.seq < this.ackPos.seq) continue;
+      const from = seg.seq === this.ackPos.seq ? this.ackPos.offset : 0;
+      while (seg.markHead < seg.marks.length && seg.marks[seg.markHead]!.end <= from) seg.markHead++;
+      if (seg.markHead > 1024 && seg.markHead * 2 > seg.marks.length) {
+        seg.marks.splice(0, seg.markHead);
+        seg.markHead = 0;
+      }
+      if (seg.markHead < seg.marks.length) return seg.marks[seg.markHead]!.ms;
+      if (from < seg.end) return seg.createdMs;
+    }
+    return undefined;
   }
 
   async drain(timeoutMs: number): Promise<boolean> {
@@ -276,6 +299,7 @@ export class DiskBuffer implements RecordBuffer {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.m.close();
     clearInterval(this.syncTimer);
     clearTimeout(this.retryTimer);
     clearTimeout(this.positionTimer);
@@ -348,7 +372,8 @@ export class DiskBuffer implements RecordBuffer {
       }
       const first = r.first === undefined ? undefined : decodeRecord(r.first);
       const observed = first ? Date.parse(first.observedTimestamp) : NaN;
-      this.segments.push({ seq, path, end: r.goodEnd, size, frames: r.frames, createdMs: Number.isNaN(observed) ? Date.now() : observed, broken: true });
+      const createdMs = Number.isNaN(observed) ? Date.now() : observed;
+      this.segments.push({ seq, path, end: r.goodEnd, size, frames: r.frames, createdMs, marks: [{ end: r.goodEnd, ms: createdMs }], markHead: 0, broken: true });
       this.diskBytes += size;
       this.unackedBytes += r.goodEnd - Math.min(from, r.size);
       this.unackedRecords += r.frames;
@@ -418,6 +443,7 @@ export class DiskBuffer implements RecordBuffer {
     }
     seg.end += buf.length;
     seg.size += buf.length;
+    seg.marks.push({ end: seg.end, ms: Date.now() });
     seg.frames += records;
     this.diskBytes += buf.length;
     this.unackedBytes += buf.length;
@@ -443,7 +469,7 @@ export class DiskBuffer implements RecordBuffer {
     const seq = this.nextSeq++;
     const path = segmentPath(this.dir, seq);
     const w = SegmentWriter.create(path);
-    const seg: Segment = { seq, path, end: 0, size: 0, frames: 0, createdMs: Date.now(), broken: false };
+    const seg: Segment = { seq, path, end: 0, size: 0, frames: 0, createdMs: Date.now(), marks: [], markHead: 0, broken: false };
     this.segments.push(seg);
     this.writer = w;
     this.writerSeg = seg;

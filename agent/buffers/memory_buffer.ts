@@ -1,3 +1,4 @@
+import type { Logger } from '../log.ts';
 import type { SelfMetrics } from '../metrics.ts';
 import type { LogRecord } from '../record.ts';
 import type { BufferChunk, BufferStats, PushResult, RecordBuffer, WhenFull } from './buffer.ts';
@@ -12,6 +13,8 @@ export interface MemoryBufferOptions {
   readonly maxEvents: number;
   readonly whenFull: WhenFull;
   readonly metrics: SelfMetrics;
+  /** Drops (`when_full: drop_newest`) are logged here with counts, once per interval. */
+  readonly log?: Logger;
 }
 
 /** One push, kept whole until every record of it is acknowledged; then its `onAccepted` fires. */
@@ -84,7 +87,7 @@ export class MemoryBuffer implements RecordBuffer {
   constructor(opts: MemoryBufferOptions) {
     this.opts = opts;
     this.output = opts.output;
-    this.m = new BufferMetrics(opts.metrics, opts.output, 'memory');
+    this.m = new BufferMetrics(opts.metrics, opts.output, 'memory', opts.log);
   }
 
   push(records: LogRecord[], bytes: number, onAccepted: () => void): Promise<PushResult> {
@@ -156,6 +159,7 @@ export class MemoryBuffer implements RecordBuffer {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.m.close();
     for (const p of this.pending.splice(0)) p.resolve({ accepted: 0, dropped: 0 });
     this.dataArrived.wake();
     this.changed.wake();

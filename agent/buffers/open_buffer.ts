@@ -21,6 +21,7 @@ export function openBuffer(output: string, config: BufferConfig, ctx: { dataDir:
       maxEvents: config.max_events,
       whenFull: config.when_full,
       metrics: ctx.metrics,
+      log: ctx.log,
     });
   }
   return DiskBuffer.open({

@@ -15,6 +15,7 @@ import { PodStartupTracker, type Pod } from './pod_startup_tracker.ts';
 import { PvcProvisioningTracker, type Pv, type Pvc, type StorageClass } from './pvc_provisioning_tracker.ts';
 import { RolloutTracker, type Deployment, type ReplicaSet } from './rollout_tracker.ts';
 import { SpanExport, spansWanted } from './span_export.ts';
+import type { SpanLog } from '../status/span_log.ts';
 import { VolumeAttachTracker, type VolumeAttachment } from './volume_attach_tracker.ts';
 
 /**
@@ -36,6 +37,8 @@ export interface ClusterSignalsContext {
   metrics: SelfMetrics;
   log: Logger;
   kube: KubeAccess;
+  /** Finished spans are also kept here for the status page. */
+  spanLog?: SpanLog;
 }
 
 export interface ClusterSignalsOptions {
@@ -117,7 +120,7 @@ export class ClusterSignals {
     this.spans ??= (async () => {
       if (!spansWanted(this.config.spans)) return undefined;
       const clusterUid = (await kubeSystemUid(conn).catch(() => undefined)) ?? (this.config.cluster_name || 'cluster');
-      return new SpanExport({ clusterName: this.config.cluster_name, clusterUid, processor: this.o.spanProcessor });
+      return new SpanExport({ clusterName: this.config.cluster_name, clusterUid, processor: this.o.spanProcessor, recent: this.ctx.spanLog });
     })();
     return this.spans;
   }

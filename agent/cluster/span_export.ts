@@ -2,6 +2,7 @@ import { SpanKind, SpanStatusCode, TraceFlags, type Attributes, type HrTime, typ
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import { BatchSpanProcessor, type ReadableSpan, type SpanProcessor, type TimedEvent } from '@opentelemetry/sdk-trace-base';
+import type { SpanLog } from '../status/span_log.ts';
 import { VERSION } from '../version.ts';
 import { spanIdFor, traceIdFor, type TraceKey } from './span_ids.ts';
 
@@ -55,6 +56,8 @@ export interface SpanExportOptions {
   clusterUid: string;
   /** Default: OTLP/HTTP protobuf through a BatchSpanProcessor. */
   processor?: SpanProcessor;
+  /** Also keeps each span here, for the status page. */
+  recent?: SpanLog;
 }
 
 const STATUS_MESSAGE_BYTES = 256;
@@ -67,10 +70,12 @@ export class SpanExport {
   private readonly resources = new Map<string, Resource>();
   private readonly scope = { name: 'kube-telemetry-agent', version: VERSION };
   private exported = 0;
+  private readonly recent: SpanLog | undefined;
 
   constructor(o: SpanExportOptions) {
     this.clusterName = o.clusterName;
     this.clusterUid = o.clusterUid;
+    this.recent = o.recent;
     this.processor = o.processor ?? new BatchSpanProcessor(new OTLPTraceExporter());
   }
 
@@ -121,6 +126,18 @@ export class SpanExport {
     };
     this.exported++;
     this.processor.onEnd(span);
+    this.recent?.add({
+      traceId: ctx.traceId,
+      spanId: ctx.spanId,
+      parentSpanId: span.parentSpanContext?.spanId,
+      name: s.name,
+      startMs: s.startMs,
+      endMs,
+      result: s.result,
+      message: s.message,
+      component: s.component,
+      attributes: namingAttributes(s.attributes),
+    });
   }
 
   forceFlush(): Promise<void> {
@@ -163,6 +180,15 @@ export function spansWanted(setting: boolean | 'auto'): boolean {
   if (env('OTEL_SDK_DISABLED').toLowerCase() === 'true') return false;
   if (setting !== 'auto') return setting;
   return env('OTEL_EXPORTER_OTLP_ENDPOINT') !== '' || env('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT') !== '';
+}
+
+/** The attributes that say which objects a span is about (names, namespaces, reasons), for a person reading the status page. */
+function namingAttributes(a: Attributes): Record<string, string | number | boolean> {
+  const out: Record<string, string | number | boolean> = {};
+  for (const [k, v] of Object.entries(a)) {
+    if ((typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') && (k.startsWith('k8s.') || k.startsWith('kta.'))) out[k] = v;
+  }
+  return out;
 }
 
 function hr(ms: number): HrTime {

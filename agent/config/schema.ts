@@ -21,6 +21,8 @@ export const configSchema = z
       .transform((v) => (v ? v : hostname())),
     data_dir: z.string().min(1).default('/var/lib/telemetry-agent'),
     log_level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+    /** The agent's own log on stderr: `text` lines or one JSON object per line; one event is one line either way. */
+    log_format: z.enum(['text', 'json']).default('text'),
     /** SIGTERM to exit: stop reading, flush outputs, write checkpoints; past this, exit anyway. */
     shutdown_timeout: duration('30s').default(30_000),
     server: z
@@ -29,6 +31,16 @@ export const configSchema = z
           .string()
           .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'expected host:port, like 0.0.0.0:9464')
           .default('0.0.0.0:9464'),
+        /** `/status`: the pipeline graph, latest spans and a live tap, for a person with a browser. */
+        status_page: z.boolean().default(false),
+        tap: z
+          .strictObject({
+            /** `/tap/<component>` (telemetry-agent tap, the status page's live tap). */
+            enabled: z.boolean().default(true),
+            /** A file holding a bearer token that lets requests from other hosts tap; without it only loopback may. */
+            token_file: z.string().min(1).nullish(),
+          })
+          .prefault({}),
       })
       .prefault({}),
     kubernetes: z

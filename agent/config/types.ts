@@ -3,25 +3,33 @@ import { parseDuration, parseSize } from './units.ts';
 
 /** Schema pieces shared by every plugin's config, so each plugin file states only its own keys. */
 
+/** The schemas of sizes and durations, so `validate --print` writes them back as `1MiB` and `30s`. */
+export const unitSchemas = { size: new WeakSet<object>(), duration: new WeakSet<object>() };
+
+function marked<T extends object>(set: WeakSet<object>, schema: T): T {
+  set.add(schema);
+  return schema;
+}
+
 export const size = (example = '1MiB') =>
-  z.union([z.string(), z.number()]).transform((value, ctx) => {
+  marked(unitSchemas.size, z.union([z.string(), z.number()]).transform((value, ctx) => {
     const bytes = parseSize(value);
     if (bytes === undefined) {
       ctx.addIssue({ code: 'custom', message: `expected a size like ${example}, got ${JSON.stringify(value)}` });
       return z.NEVER;
     }
     return bytes;
-  });
+  }));
 
 export const duration = (example = '1s') =>
-  z.union([z.string(), z.number()]).transform((value, ctx) => {
+  marked(unitSchemas.duration, z.union([z.string(), z.number()]).transform((value, ctx) => {
     const ms = parseDuration(value);
     if (ms === undefined) {
       ctx.addIssue({ code: 'custom', message: `expected a duration like ${example}, got ${JSON.stringify(value)}` });
       return z.NEVER;
     }
     return ms;
-  });
+  }));
 
 /** A non-empty list of source names an output or stage reads from. */
 export const inputs = z.array(z.string().min(1)).min(1, { message: 'expected at least one input (a source, transform or route)' });

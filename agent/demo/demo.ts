@@ -7,6 +7,8 @@ import { runUntilSignal } from '../lifecycle.ts';
 import { createLogger } from '../log.ts';
 import { NodeSimulator } from './node_simulator.ts';
 
+export const DEMO_HELP = 'npm start: the demo\n';
+
 /**
  * `npm start`: a simulated node writes a realistic log tree (several pods, JSON and text, partial
  * lines, stack traces, rotation, a restarting container) into a temporary folder while a real agent

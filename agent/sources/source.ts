@@ -2,6 +2,7 @@ import type { KubeAccess } from '../kube/kube_access.ts';
 import type { Logger } from '../log.ts';
 import type { SelfMetrics } from '../metrics.ts';
 import type { Emitter } from '../pipeline.ts';
+import type { SpanLog } from '../status/span_log.ts';
 
 /** What the agent hands every source. */
 export interface SourceContext {
@@ -17,6 +18,8 @@ export interface SourceContext {
    * (agent/flow_window.ts; a reload that changes those outputs changes it).
    */
   unackedWindow: () => number;
+  /** Where finished cluster spans are kept for the status page. */
+  spanLog?: SpanLog;
 }
 
 /**
@@ -37,4 +40,6 @@ export interface Source {
   close(): Promise<void>;
   /** Ready for /readyz: started and not stopping. */
   readonly ready: boolean;
+  /** Why not, while `ready` is false (shown by /readyz): `first scan in progress`, `Kubernetes API refuses access (403)`. */
+  readonly notReadyReason?: string;
 }

@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import { Agent } from '../../agent/agent.ts';
 import { parseConfig } from '../../agent/config/load.ts';
 import { createLogger } from '../../agent/log.ts';
+import { sampleValue } from '../../agent/status/prom_text.ts';
 import { waitFor } from './child_agent.ts';
 
 /** The names the generated config gives its one source and its one output. */
@@ -173,30 +174,7 @@ export function readRecords(path: string): OutRecord[] {
   return lines.map((l) => JSON.parse(l) as OutRecord);
 }
 
-function parseLabels(text: string): Record<string, string> {
-  const labels: Record<string, string> = {};
-  for (const m of text.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
-    labels[m[1]!] = m[2]!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
-  }
-  return labels;
-}
-
-/**
- * The value of metric `name` in Prometheus text: the sum over the samples whose labels include
- * `labels` (the one sample's value when `labels` names all of them); undefined when none matches.
- */
-export function sampleValue(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  let sum: number | undefined;
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const got = parseLabels(m[2] ?? '');
-    if (!Object.entries(labels).every(([k, v]) => got[k] === v)) continue;
-    sum = (sum ?? 0) + Number(m[3]);
-  }
-  return sum;
-}
+export { sampleValue };
 
 export async function scrapeMetric(baseUrl: string, name: string, labels: Record<string, string> = {}): Promise<number | undefined> {
   const res = await fetch(`${baseUrl}/metrics`);

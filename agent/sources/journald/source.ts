@@ -32,6 +32,8 @@ export class JournaldSource implements Source {
   private readonly ctx: SourceContext;
   private readonly store: CursorStore;
   private readonly problems: RateLimitedLog;
+  /** The last problem each folder's reader reported (shown by /readyz while its journalctl is not running). */
+  private readonly lastProblem = new Map<string, string>();
   private readonly mapper: JournalRecordMapper;
   /** The filters in force, as stored beside each cursor. */
   private readonly filter: string;
@@ -66,9 +68,17 @@ export class JournaldSource implements Source {
    * agent and its other sources go on.
    */
   get ready(): boolean {
-    if (!this.started || this.stopping) return false;
-    for (const reader of this.readers.values()) if (!reader.running) return false;
-    return true;
+    return this.notReadyReason === undefined;
+  }
+
+  /** Why /readyz says not ready: the folder whose journalctl is not running, and its last problem. */
+  get notReadyReason(): string | undefined {
+    if (!this.started) return 'starting';
+    if (this.stopping) return 'stopping';
+    for (const [dir, reader] of this.readers) {
+      if (!reader.running) return `journalctl is not running for ${dir}${this.lastProblem.has(dir) ? `: ${this.lastProblem.get(dir)}` : ''}`;
+    }
+    return undefined;
   }
 
   async start(): Promise<void> {
@@ -148,7 +158,10 @@ export class JournaldSource implements Source {
       mapper: this.mapper,
       emitter: ctx.emitter,
       log: ctx.log,
-      problem: (key, message) => this.problems.warn(key, message),
+      problem: (key, message) => {
+        this.lastProblem.set(dir, message);
+        this.problems.warn(key, message);
+      },
       events: {
         committed: (cursor) => this.committed(dir, cursor),
         restarted: (reason) => ctx.metrics.sourceRestarts.inc({ ...this.labels, reason }),
