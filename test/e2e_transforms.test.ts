@@ -166,3 +166,91 @@ describe('transform redact, end to end', () => {
     expect(sampleValue(m, 'telemetry_agent_redactions_total', { transform: 'scrub', pattern: 'evil' })).toBeUndefined();
   });
 });
+
+describe('transform sample, end to end', () => {
+  it('keeps exactly the share of each key, evenly spread, errors always; the rest counted and acknowledged', async () => {
+    const lines = (pod: string, n: number) =>
+      Array.from({ length: n }, (_, i) => criLine(JSON.stringify({ level: i % 50 === 49 ? 'error' : 'info', pod, i }), { time: criTime(i + 1) })).join('');
+    running = await TransformAgent.start({
+      source: '    parser: json\n',
+      transforms: `  chatty:
+    type: sample
+    inputs: [containers]
+    rate: 10%
+    key: 'resource["k8s.pod.name"]'
+    always_keep: 'severity_number >= 17'
+`,
+      outputs: { out: ['chatty'] },
+      before: (tree) => {
+        tree.container({ pod: 'a', content: lines('a', 1000) });
+        tree.container({ pod: 'b', content: lines('b', 500) });
+      },
+    });
+    // Per pod: 20 (resp. 10) errors kept, and 10% of the other 980 (490) lines.
+    await running.waitRecords('out', 20 + 98 + 10 + 49);
+    await new Promise((r) => setTimeout(r, 500));
+    const out = running.records('out');
+    for (const [pod, n, errors] of [['a', 1000, 20], ['b', 500, 10]] as const) {
+      const mine = out.filter((r) => r.resource['k8s.pod.name'] === pod);
+      const kept = mine.filter((r) => r.severity_text === 'info').map((r) => (r.body as { i: number }).i);
+      expect(mine.filter((r) => r.severity_text === 'error').length).toBe(errors);
+      expect(kept.length).toBe((n - errors) / 10);
+      // Evenly spread: one kept info line in every ten info lines.
+      const infoIndex = (i: number) => i - Math.floor(i / 50);
+      const buckets = new Set(kept.map((i) => Math.floor(infoIndex(i) / 10)));
+      expect(buckets.size).toBe(kept.length);
+    }
+    const m = await running.metrics();
+    expect(sampleValue(m, 'telemetry_agent_dropped_records_total', { component: 'chatty', reason: 'sampled' })).toBe(1500 - out.length);
+  });
+});
+
+describe('transform modify, end to end', () => {
+  it('parses a field, sets from CEL, renames and deletes in attributes, resource and body', async () => {
+    running = await TransformAgent.start({
+      source: '    parser: json\n',
+      transforms: `  tidy:
+    type: modify
+    inputs: [containers]
+    parse:
+      - { field: body.payload, format: logfmt }
+    set:
+      attributes: { team: 'resource["k8s.namespace.name"] + "-team"', status_class: 'string(int(body.status) / 100) + "xx"' }
+      resource: { k8s.cluster.name: '"prod-eu"' }
+      body: { duration_ms: 'body.duration * 1000.0', request.tag: '"seen"' }
+      severity_text: 'int(body.status) >= 500 ? "ERROR" : severity_text'
+    rename:
+      body: { msg: message }
+      attributes: { log.iostream: stream }
+    delete:
+      body: [password]
+      attributes: [log.file.path]
+`,
+      outputs: { out: ['tidy'] },
+      before: (tree) =>
+        tree.container({
+          namespace: 'shop',
+          content:
+            criLine(JSON.stringify({ level: 'info', msg: 'done', status: 503, duration: 0.25, password: 'x', payload: 'user=alice cart=3', request: { path: '/a' } }), { time: criTime(1) }) +
+            criLine(JSON.stringify({ level: 'info', msg: 'ok', duration: 0.5 }), { time: criTime(2) }),
+        }),
+    });
+    const out = await running.waitRecords('out', 2);
+    expect(out[0]).toMatchObject({
+      timestamp: criTime(1),
+      severity_text: 'ERROR',
+      body: { level: 'info', message: 'done', status: 503, duration: 0.25, duration_ms: 250, payload: { user: 'alice', cart: '3' }, request: { path: '/a', tag: 'seen' } },
+      attributes: { team: 'shop-team', status_class: '5xx', stream: 'stdout' },
+    });
+    expect(out[0]!.body).not.toHaveProperty('password');
+    expect(out[0]!.attributes).not.toHaveProperty('log.file.path');
+    expect(out[0]!.attributes).not.toHaveProperty('log.iostream');
+    expect(out[0]!.resource).toMatchObject({ 'k8s.cluster.name': 'prod-eu', 'k8s.namespace.name': 'shop' });
+    // The second line has no status: that setter fails (counted), the rest applies, the record is kept.
+    expect(out[1]).toMatchObject({ severity_text: 'info', body: { message: 'ok', duration_ms: 500 }, attributes: { team: 'shop-team', stream: 'stdout' } });
+    expect(out[1]!.attributes).not.toHaveProperty('status_class');
+    const m = await running.metrics();
+    expect(sampleValue(m, 'telemetry_agent_transform_errors_total', { transform: 'tidy', expression: 'set.attributes.status_class' })).toBe(1);
+    expect(sampleValue(m, 'telemetry_agent_transform_errors_total', { transform: 'tidy', expression: 'set.severity_text' })).toBe(1);
+  });
+});

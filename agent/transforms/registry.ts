@@ -1,13 +1,17 @@
 import type { z } from 'zod';
 import { Filter, filterConfig } from './filter.ts';
+import { Modify, modifyConfig } from './modify.ts';
 import { Redact, redactConfig } from './redact.ts';
 import { Route, routeConfig } from './route.ts';
+import { Sample, sampleConfig } from './sample.ts';
 import type { Transform, TransformContext } from './transform.ts';
 
 /** Every transform type the config accepts: its schema and its factory. A new transform adds one line here. */
 export const transformPlugins = {
   filter: { schema: filterConfig, create: (c: z.infer<typeof filterConfig>, ctx: TransformContext) => new Filter(c, ctx) },
   redact: { schema: redactConfig, create: (c: z.infer<typeof redactConfig>, ctx: TransformContext) => new Redact(c, ctx) },
+  modify: { schema: modifyConfig, create: (c: z.infer<typeof modifyConfig>, ctx: TransformContext) => new Modify(c, ctx) },
+  sample: { schema: sampleConfig, create: (c: z.infer<typeof sampleConfig>, ctx: TransformContext) => new Sample(c, ctx) },
   route: { schema: routeConfig, create: (c: z.infer<typeof routeConfig>, ctx: TransformContext) => new Route(c, ctx) },
 } as const;
 
