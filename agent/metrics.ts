@@ -74,6 +74,11 @@ export class SelfMetrics {
   readonly checkpointWrites = this.counter('telemetry_agent_checkpoint_writes_total', 'Checkpoint files written.', ['source']);
   readonly checkpointErrors = this.counter('telemetry_agent_checkpoint_errors_total', 'Checkpoint writes that failed (retried on the next interval).', ['source']);
   readonly fileErrors = this.counter('telemetry_agent_file_errors_total', 'Files a source could not open, stat or read, by reason.', ['source', 'reason']);
+  readonly fileTruncations = this.counter(
+    'telemetry_agent_file_truncations_total',
+    'Files found no longer holding what was read from them (copytruncate: shrunk, rewritten in place, or changed against the checkpoint while the agent was down), read again from byte 0.',
+    ['source', 'reason'],
+  );
   readonly sourceRestarts = this.counter(
     'telemetry_agent_source_restarts_total',
     'Times a source restarted its reader (journalctl) or its read position, by reason.',

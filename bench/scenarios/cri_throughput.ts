@@ -9,8 +9,11 @@
  * Env: BENCH_MIB (512), BENCH_FILES (50), BENCH_SEED (1), BENCH_LONG_EVERY (1000: one 20 KiB line
  * per this many lines), BENCH_ONLY (e.g. `raw,naive`), BENCH_AGENT_TIMEOUT_S (60 + 1 per MiB),
  * BENCH_REPEAT (1: runs per program, the median by lines per CPU-second is shown), BENCH_KEEP=1
- * (keep temp folders with outputs, the agent config and its log).
+ * (keep temp folders with outputs, the agent config and its log), BENCH_BASELINE_REPO (a checkout of
+ * another commit, e.g. `git worktree add /tmp/kta-before main` with its node_modules linked: its agent
+ * runs too, as `agent-before`, and the table gives the ratio to it: before/after in one invocation).
  */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,7 +39,7 @@ import {
   type Target,
 } from '../measure.ts';
 
-const RUNS = ['raw', 'naive', 'agent'] as const;
+const RUNS = ['raw', 'naive', 'agent-before', 'agent'] as const;
 const NAIVE_RATIO_TARGET = 0.8;
 const RSS_TARGET_MIB = 150;
 export const AGENT_SOURCE_NAME = 'containers';
@@ -54,6 +57,14 @@ function shapeProblem(line: string): string | undefined {
     return undefined;
   } catch (err) {
     return `not JSON (${(err as Error).message})`;
+  }
+}
+
+function gitHead(repo: string): string {
+  try {
+    return execFileSync('git', ['-C', repo, 'log', '-1', '--format=%h %s'], { encoding: 'utf8' }).trim().slice(0, 80);
+  } catch {
+    return 'not a git checkout';
   }
 }
 
@@ -118,7 +129,7 @@ export const criThroughput: Scenario = {
         return m;
       });
 
-      await measure('agent', async () => {
+      const agentMeasure = async (name: string, repoRoot: string): Promise<Measurement> => {
         // A fresh data_dir per run: checkpoints of an earlier run would make it start at EOF.
         const work = join(scratch, `agent-${++agentRun}`);
         if (!keep) fs.rmSync(join(scratch, `agent-${agentRun - 1}`), { recursive: true, force: true });
@@ -126,8 +137,8 @@ export const criThroughput: Scenario = {
         const port = await freePort();
         const listen = `127.0.0.1:${port}`;
         const m = await runAgent({
-          name: 'agent',
-          repoRoot: ctx.repoRoot,
+          name,
+          repoRoot,
           workDir: work,
           listen,
           config: {
@@ -156,7 +167,13 @@ export const criThroughput: Scenario = {
         checkOutput(out, m);
         m.lines = corpus.lines;
         return m;
-      });
+      };
+      const baselineRepo = env.BENCH_BASELINE_REPO;
+      if (baselineRepo) {
+        notes.push(`agent-before: the agent of ${baselineRepo} (${gitHead(baselineRepo)}); agent: ${gitHead(ctx.repoRoot)}`);
+        await measure('agent-before', () => agentMeasure('agent-before', baselineRepo));
+      }
+      await measure('agent', () => agentMeasure('agent', ctx.repoRoot));
     } finally {
       const agentFailed = errors.some((e) => e.startsWith('agent '));
       if (keep) notes.push(`kept ${scratch} (outputs, agent-N/agent.yaml, agent-N/agent.log)`);
@@ -201,6 +218,7 @@ export const criThroughput: Scenario = {
     );
     for (const m of measurements) for (const n of m.notes ?? []) notes.push(`${m.name}: ${n}`);
 
-    return { measurements, table: throughputTable(measurements, ['raw', 'naive']), notes, targets, errors };
+    const baselines = byName.has('agent-before') ? ['raw', 'naive', 'agent-before'] : ['raw', 'naive'];
+    return { measurements, table: throughputTable(measurements, baselines), notes, targets, errors };
   },
 };

@@ -14,6 +14,8 @@ export interface FileCheckpoint {
   pending?: { stdout?: number; stderr?: number };
   /** The path the file had when last seen; after a rotation the file is looked for beside it. */
   path: string;
+  /** Checksum of the bytes just before `offset` as they were read (absent in older checkpoints). */
+  tail?: Fingerprint;
 }
 
 export interface CheckpointState {

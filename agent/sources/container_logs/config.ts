@@ -16,6 +16,8 @@ export const containerLogsConfig = z.strictObject({
   glob_interval: duration('1s').default(1000),
   /** Fallback poll of open files for growth, for file systems whose events are lost. */
   poll_interval: duration('1s').default(1000),
+  /** Kernel file events (inotify) as read hints; false: polling alone (network file systems, exhausted inotify limits). */
+  inotify: z.boolean().default(true),
   /** A pending P chunk with no F for this long is emitted as incomplete. */
   partial_timeout: duration('5s').default(5000),
   /** A rotated or deleted file idle this long after its last read is considered finished. */

@@ -28,3 +28,24 @@ export function fingerprintMatches(fd: number, fp: Fingerprint): boolean {
   const now = fingerprint(fd, fp.length);
   return now.length === fp.length && now.crc === fp.crc;
 }
+
+/**
+ * How many bytes just before the read offset are kept and compared on every read: what tells a
+ * file that grew from one rewritten in place (copytruncate refilled past the old offset before the
+ * next look), where size alone cannot.
+ */
+export const TAIL_BYTES = 128;
+
+/** Checksum of the `tail.length` bytes that end at `offset`. */
+export function tailAt(fd: number, offset: number, length = Math.min(TAIL_BYTES, offset)): Fingerprint {
+  const bytes = Buffer.allocUnsafe(length);
+  const n = length === 0 ? 0 : readSync(fd, bytes, 0, length, offset - length);
+  return { length: n, crc: crc32(bytes.subarray(0, n)) };
+}
+
+/** True when the bytes ending at `offset` are still those the checksum summed. */
+export function tailMatches(fd: number, offset: number, tail: Fingerprint): boolean {
+  if (tail.length > offset) return false;
+  const now = tailAt(fd, offset, tail.length);
+  return now.length === tail.length && now.crc === tail.crc;
+}

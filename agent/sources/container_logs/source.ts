@@ -10,9 +10,9 @@ import type { ContainerLogsConfig } from './config.ts';
 import { CheckpointStore, type CheckpointState, type FileCheckpoint } from './checkpoint_store.ts';
 import { ContainerDecoder, DOCKER_PHYSICAL_LINE_CAP } from './container_decoder.ts';
 import { discover, globBase } from './discovery.ts';
-import { fingerprint, fingerprintMatches, identityKey } from './file_identity.ts';
+import { TAIL_BYTES, fingerprint, fingerprintMatches, identityKey, tailMatches } from './file_identity.ts';
 import { resourceFromPaths } from './path_metadata.ts';
-import { TailedFile } from './tailed_file.ts';
+import { TailedFile, type RewriteReason } from './tailed_file.ts';
 import { FolderWatcher } from './watcher.ts';
 
 /**
@@ -97,7 +97,8 @@ export class ContainerLogsSource implements Source {
     this.store = new CheckpointStore(ctx.dataDir, name);
     this.multiline = this.multilineOptions();
     this.warnings = new RateLimitedLog(ctx.log);
-    this.buf = Buffer.allocUnsafe(Math.max(config.read_chunk, config.max_line_bytes, DOCKER_PHYSICAL_LINE_CAP) + 1);
+    // TAIL_BYTES more: every read also takes the bytes just before its offset (TailedFile.read).
+    this.buf = Buffer.allocUnsafe(Math.max(config.read_chunk, config.max_line_bytes, DOCKER_PHYSICAL_LINE_CAP) + 1 + TAIL_BYTES);
     this.watcher = new FolderWatcher(
       (event, dir, file) => this.onFsEvent(event, dir, file),
       (dir, err) => this.warnings.warn(`watch:${dir}`, `source ${name}: cannot watch ${dir} (${err.message}); polling it every ${config.poll_interval} ms`),
@@ -116,7 +117,7 @@ export class ContainerLogsSource implements Source {
     this.scan(true);
     this.recoverRotated();
     this.restore.clear();
-    for (const pattern of this.config.include) this.watcher.watch(globBase(pattern));
+    if (this.config.inotify) for (const pattern of this.config.include) this.watcher.watch(globBase(pattern));
     this.timers.push(
       setInterval(() => this.scan(false), this.config.glob_interval),
       setInterval(() => this.poll(), this.config.poll_interval),
@@ -255,9 +256,26 @@ export class ContainerLogsSource implements Source {
     let offset = 0;
     let resume: FileCheckpoint | undefined;
     const cp = this.restore.get(key);
-    if (cp && fingerprintMatches(fd, cp.fingerprint)) {
-      offset = cp.offset <= fst.size ? cp.offset : 0;
-      if (offset > 0) resume = cp;
+    if (cp) {
+      // The file must still hold what the checkpoint says was read: its first bytes and those just
+      // before the offset. Otherwise it was rewritten while the agent was down (copytruncate,
+      // maybe refilled past the offset) or the inode was reused: read it whole.
+      const mismatch = !fingerprintMatches(fd, cp.fingerprint)
+        ? 'its first bytes differ'
+        : cp.offset > fst.size
+          ? `it shrank to ${fst.size} bytes`
+          : cp.tail && !tailMatches(fd, cp.offset, cp.tail)
+            ? `the bytes before the offset differ`
+            : undefined;
+      if (mismatch === undefined) {
+        offset = cp.offset;
+        if (offset > 0) resume = cp;
+      } else if (cp.offset > 0) {
+        this.ctx.metrics.fileTruncations.inc({ ...this.labels, reason: 'checkpoint_mismatch' });
+        this.ctx.log.info(
+          `source ${this.name}: ${realPath} no longer holds what the checkpoint read (${mismatch}; checkpoint at byte ${cp.offset}, file ${fst.size} bytes); reading it from byte 0`,
+        );
+      }
     } else if (initial && this.restoredAt === undefined && this.config.read_from === 'end') {
       offset = fst.size;
     }
@@ -283,7 +301,7 @@ export class ContainerLogsSource implements Source {
     this.byPath.set(realPath, file);
     // Over the descriptor cap: track it closed; nextFile reopens it by path when there is room.
     if (!this.makeRoom(file)) file.close();
-    this.watcher.watch(dirname(realPath));
+    if (this.config.inotify) this.watcher.watch(dirname(realPath));
     this.dirty.add(file);
     this.checkpointDirty = true;
     return file;
@@ -469,6 +487,10 @@ export class ContainerLogsSource implements Source {
         this.fileProblem(file.realPath, 'read_error', err as Error);
         continue;
       }
+      if (result.rewritten) {
+        this.rewritten(file, 'rewritten');
+        continue;
+      }
       if (result.bytes > 0 || out.length > 0) await this.emit(file, out, result.bytes);
       if (result.more) this.dirty.add(file);
       else if (file.atEof) this.wakeSuccessors(file);
@@ -534,13 +556,14 @@ export class ContainerLogsSource implements Source {
         this.fileProblem(file.realPath, 'stat_error', err as Error);
         continue;
       }
-      if (st.size < file.readOffset) {
-        this.ctx.log.info(`source ${this.name}: ${file.realPath} shrank to ${st.size} bytes (copytruncate); reading it again from the start`);
-        const out: LogRecord[] = [];
-        file.decoder.flush((observed ??= formatUnixMillis(now)), out);
-        void this.emit(file, out, 0);
-        file.restartFromZero();
+      let changed: RewriteReason | undefined;
+      try {
+        changed = file.changedUnderUs(st);
+      } catch (err) {
+        this.fileProblem(file.realPath, 'read_error', err as Error);
+        continue;
       }
+      if (changed) this.rewritten(file, changed, st.size);
       if (st.nlink === 0 && file.state === 'live') file.state = 'orphaned';
       if (st.size > file.readOffset) {
         file.atEof = false;
@@ -560,6 +583,22 @@ export class ContainerLogsSource implements Source {
     }
     this.updateGauges();
     this.kick();
+  }
+
+  /**
+   * The file no longer holds what was read from it (copytruncate, maybe refilled past the offset
+   * already): hand over what is held, and read it again from byte 0. What was read of the old
+   * content stays delivered; nothing of the new content is skipped.
+   */
+  private rewritten(file: TailedFile, reason: RewriteReason, size = file.size): void {
+    this.ctx.metrics.fileTruncations.inc({ ...this.labels, reason });
+    const what = reason === 'shrunk' ? `shrank to ${size} bytes` : `was rewritten in place (now ${size} bytes)`;
+    this.ctx.log.info(`source ${this.name}: ${file.realPath} ${what} after ${file.readOffset} bytes were read (copytruncate); reading it again from byte 0`);
+    const out: LogRecord[] = [];
+    file.decoder.flush(formatUnixMillis(Date.now()), out);
+    void this.emit(file, out, 0);
+    file.restartFromZero();
+    this.dirty.add(file);
   }
 
   /** The file will not grow again: hand over its last bytes and joins, close it, wake its successor. */
@@ -658,6 +697,7 @@ export class ContainerLogsSource implements Source {
     for (const f of this.files.values()) {
       const { offset, delivered, pending } = f.committed;
       const cp: FileCheckpoint = { dev: f.dev, ino: f.ino, fingerprint: f.fingerprint, offset, path: f.realPath };
+      if (f.committed.tail) cp.tail = f.committed.tail;
       if (delivered > offset) Object.assign(cp, { delivered, pending });
       files.push(cp);
     }

@@ -2,7 +2,8 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import type { LogRecord } from '../../record.ts';
 import type { ContainerDecoder } from './container_decoder.ts';
 import type { PendingStarts } from '../../../parsers/partial_merger.ts';
-import { FINGERPRINT_BYTES, fingerprint, type Fingerprint } from './file_identity.ts';
+import { crc32 } from 'node:zlib';
+import { FINGERPRINT_BYTES, TAIL_BYTES, fingerprint, fingerprintMatches, tailAt, type Fingerprint } from './file_identity.ts';
 import { splitLines } from './line_splitter.ts';
 
 /** live: the path still names this file. rotated: renamed away. orphaned: its symlink or name is gone. */
@@ -16,6 +17,8 @@ export interface ResumePosition {
   offset: number;
   delivered: number;
   pending: PendingStarts;
+  /** Checksum of the bytes just before `offset` as they were read: a restart checks the file still holds them. */
+  tail?: Fingerprint;
 }
 
 interface PendingAck {
@@ -28,7 +31,15 @@ export interface ReadResult {
   bytes: number;
   /** The read filled its chunk: more is probably waiting. */
   more: boolean;
+  /** The bytes before the read offset are no longer those read there: the file was rewritten (nothing was read). */
+  rewritten?: boolean;
 }
+
+/** Why a file no longer holds what was read from it. */
+export type RewriteReason = 'shrunk' | 'rewritten';
+
+const NOTHING: ReadResult = { bytes: 0, more: false };
+const REWRITTEN: ReadResult = { bytes: 0, more: false, rewritten: true };
 
 /**
  * One file being tailed: its descriptor, how far it was read, and how far every output has
@@ -66,6 +77,14 @@ export class TailedFile {
   private pendingHead = 0;
   /** Start of an over-long line whose rest is being skipped; a restart re-reads from here. */
   private skipFrom: number | undefined;
+  /** The last TAIL_BYTES (fewer near the start) bytes read before readOffset, as read. */
+  private readonly tail = Buffer.allocUnsafe(TAIL_BYTES);
+  private tailLength = 0;
+  /** The checksum of the bytes before one offset, computed once per offset. */
+  private tailSum: { offset: number; sum: Fingerprint } | undefined;
+  /** Size and mtime at the last content check of poll: unchanged files are not checked again. */
+  private checkedSize = -1;
+  private checkedMtime = -1;
 
   constructor(opts: {
     fd: number;
@@ -84,9 +103,14 @@ export class TailedFile {
     this.realPath = opts.realPath;
     this.linkPath = opts.linkPath;
     this.readOffset = opts.offset;
-    this.committed = { offset: opts.offset, delivered: opts.offset, pending: {} };
     this.fingerprint = opts.fingerprint;
     this.decoder = opts.decoder;
+    if (opts.offset > 0) {
+      // Resumed from a checkpoint whose tail the caller checked: these are the bytes to compare.
+      const n = readSync(opts.fd, this.tail, 0, Math.min(TAIL_BYTES, opts.offset), opts.offset - Math.min(TAIL_BYTES, opts.offset));
+      this.tailLength = n;
+    }
+    this.committed = { offset: opts.offset, delivered: opts.offset, pending: {}, tail: this.tailBefore(opts.offset) };
   }
 
   get unacked(): boolean {
@@ -97,13 +121,21 @@ export class TailedFile {
    * Reads up to `want` bytes at the read offset and decodes the complete lines in them into `out`.
    * `buf` must hold more than max(want, the decoder's physical line cap) bytes.
    */
-  read(buf: Buffer, want: number, observed: string, out: LogRecord[]): ReadResult {
+  read(space: Buffer, want: number, observed: string, out: LogRecord[]): ReadResult {
     const fd = this.fd;
-    if (fd === undefined) return { bytes: 0, more: false };
-    let n = readSync(fd, buf, 0, want, this.readOffset);
+    if (fd === undefined) return NOTHING;
+    // The same read(2) takes the bytes just before the offset: a file rewritten in place (truncated
+    // and refilled past the offset between two looks) shows here, for a 128-byte compare.
+    const g = this.tailLength;
+    let n = readSync(fd, space, 0, want + g, this.readOffset - g);
+    if (g > 0) {
+      if (n < g || this.tail.compare(space, 0, g, 0, g) !== 0) return REWRITTEN;
+      n -= g;
+    }
+    const buf = g > 0 ? space.subarray(g) : space;
     if (n === 0) {
       this.atEof = true;
-      return { bytes: 0, more: false };
+      return NOTHING;
     }
     if (!this.decoder.formatKnown) {
       const first = buf.subarray(0, n).indexOf(10);
@@ -114,11 +146,11 @@ export class TailedFile {
     if (this.skipFrom !== undefined) {
       const nl = buf.subarray(0, n).indexOf(10);
       if (nl < 0) {
-        this.readOffset += n;
+        this.consumed(buf, n);
         return { bytes: n, more: n === want };
       }
       this.skipFrom = undefined;
-      this.readOffset += nl + 1;
+      this.consumed(buf, nl + 1);
       return { bytes: nl + 1, more: true };
     }
     let last = buf.lastIndexOf(10, n - 1);
@@ -132,19 +164,19 @@ export class TailedFile {
         // Keep the head of an over-long line, marked truncated; skip the rest until its LF.
         this.decoder.decodeBytes(buf.subarray(0, maxLineBytes), this.readOffset, observed, out, true);
         this.skipFrom = this.readOffset;
-        this.readOffset += n;
+        this.consumed(buf, n);
         return { bytes: n, more: true };
       }
       // An unterminated line the writer has not finished: read it again when it has.
       this.atEof = true;
-      return { bytes: 0, more: false };
+      return NOTHING;
     }
     const decoder = this.decoder;
     splitLines(buf, last + 1, this.readOffset, decoder.lineMode, (line, lineStart, binary) => {
       if (line.length > maxLineBytes) decoder.decode(line.slice(0, maxLineBytes), lineStart, observed, out, binary, true);
       else decoder.decode(line, lineStart, observed, out, binary);
     });
-    this.readOffset += last + 1;
+    this.consumed(buf, last + 1);
     const more = n === want;
     if (!more) this.atEof = last + 1 === n;
     return { bytes: last + 1, more };
@@ -160,7 +192,7 @@ export class TailedFile {
       const n = readSync(this.fd, buf, 0, Math.min(buf.length, this.decoder.physicalLineCap), this.readOffset);
       if (n > 0 && buf.subarray(0, n).indexOf(10) < 0) {
         this.decoder.decodeBytes(buf.subarray(0, n), this.readOffset, observed, out, false);
-        this.readOffset += n;
+        this.consumed(buf, n);
         consumed = n;
       }
     }
@@ -181,7 +213,46 @@ export class TailedFile {
   /** Where a restart may resume, with what was already delivered beyond it. */
   position(): ResumePosition {
     const offset = this.safeOffset();
-    return offset === this.readOffset ? { offset, delivered: offset, pending: {} } : { offset, delivered: this.readOffset, pending: this.decoder.pendingStarts() };
+    const tail = this.tailBefore(offset);
+    return offset === this.readOffset
+      ? { offset, delivered: offset, pending: {}, tail }
+      : { offset, delivered: this.readOffset, pending: this.decoder.pendingStarts(), tail };
+  }
+
+  /** `buf[0, n)` were read at readOffset: move past them, keeping the last bytes for the rewrite check. */
+  private consumed(buf: Buffer, n: number): void {
+    this.readOffset += n;
+    this.tailSum = undefined;
+    if (n >= TAIL_BYTES) {
+      buf.copy(this.tail, 0, n - TAIL_BYTES, n);
+      this.tailLength = TAIL_BYTES;
+      return;
+    }
+    const keep = Math.min(this.tailLength, TAIL_BYTES - n);
+    if (keep < this.tailLength) this.tail.copy(this.tail, 0, this.tailLength - keep, this.tailLength);
+    buf.copy(this.tail, keep, 0, n);
+    this.tailLength = keep + n;
+  }
+
+  /**
+   * Checksum of the bytes before `offset` for the checkpoint: from memory at the read offset; an
+   * earlier offset (a join or group still held) is read back once (the file cannot have changed
+   * unseen since: the next read compares the kept bytes first).
+   */
+  private tailBefore(offset: number): Fingerprint | undefined {
+    if (offset === 0) return undefined;
+    if (this.tailSum?.offset === offset) return this.tailSum.sum;
+    let sum: Fingerprint | undefined;
+    if (offset === this.readOffset) sum = { length: this.tailLength, crc: crc32(this.tail.subarray(0, this.tailLength)) };
+    else if (this.fd !== undefined) {
+      try {
+        sum = tailAt(this.fd, offset);
+      } catch {
+        return undefined;
+      }
+    }
+    if (sum) this.tailSum = { offset, sum };
+    return sum;
   }
 
   /** Registers the records read so far; the returned callback marks them accepted. */
@@ -214,11 +285,29 @@ export class TailedFile {
   }
 
   /** Fresh size and link count from the open descriptor. */
-  stat(): { size: number; nlink: number } | undefined {
+  stat(): { size: number; nlink: number; mtimeMs: number } | undefined {
     if (this.fd === undefined) return undefined;
     const st = fstatSync(this.fd);
     this.size = st.size;
-    return { size: st.size, nlink: st.nlink };
+    return { size: st.size, nlink: st.nlink, mtimeMs: st.mtimeMs };
+  }
+
+  /**
+   * Whether the file still holds what was read from it (its first bytes and those just before the
+   * read offset), checked when its size or mtime moved since the last check: undefined when it does.
+   */
+  changedUnderUs(st: { size: number; mtimeMs: number }): RewriteReason | undefined {
+    if (st.size < this.readOffset) return 'shrunk';
+    if (st.size === this.checkedSize && st.mtimeMs === this.checkedMtime) return undefined;
+    this.checkedSize = st.size;
+    this.checkedMtime = st.mtimeMs;
+    const fd = this.fd;
+    if (fd === undefined || this.readOffset === 0) return undefined;
+    if (this.fingerprint.length > 0 && this.fingerprint.length <= this.readOffset && !fingerprintMatches(fd, this.fingerprint)) return 'rewritten';
+    const g = this.tailLength;
+    if (g === 0) return undefined;
+    const now = tailAt(fd, this.readOffset, g);
+    return now.length === g && now.crc === crc32(this.tail.subarray(0, g)) ? undefined : 'rewritten';
   }
 
   /** copytruncate: the file shrank under us; its new content starts at 0. */
@@ -228,6 +317,9 @@ export class TailedFile {
     this.pendingHead = 0;
     this.readOffset = 0;
     this.committed = { offset: 0, delivered: 0, pending: {} };
+    this.tailLength = 0;
+    this.tailSum = undefined;
+    this.checkedSize = -1;
     this.skipFrom = undefined;
     this.atEof = false;
     this.fingerprint = { length: 0, crc: 0 };
