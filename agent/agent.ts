@@ -70,6 +70,7 @@ export class Agent {
     this.setLevel = (l) => own?.setLevel(l);
     this.setFormat = (f) => own?.setFormat(f);
     this.pipeline = new Pipeline(this.metrics);
+    this.metrics.trackDataDir(config.data_dir);
     this.kube = new KubeAccess(
       { mode: config.kubernetes.mode, kubeconfig: config.kubernetes.kubeconfig, context: config.kubernetes.context },
       this.log,

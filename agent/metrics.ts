@@ -1,3 +1,5 @@
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** Reasons an output's records are dropped, pre-created per output (see declareOutput). */
@@ -5,6 +7,35 @@ const DROP_REASONS = {
   output: ['buffer_full', 'undeliverable', 'rejected_by_receiver'],
   disk: ['volume_full'],
 } as const;
+
+const STATE_KINDS = new Set(['checkpoints', 'buffers', 'dead_letter']);
+
+/** Bytes of the files under `dir`, by its top-level folder (a few dozen files: cheap at scrape time). */
+function stateBytes(dir: string): Record<string, number> {
+  const out: Record<string, number> = { checkpoints: 0, buffers: 0, dead_letter: 0, other: 0 };
+  const walk = (path: string, kind: string, depth: number): void => {
+    let names: string[];
+    try {
+      names = readdirSync(path);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const p = join(path, name);
+      try {
+        const st = statSync(p);
+        const k = depth === 0 ? (STATE_KINDS.has(name) ? name : 'other') : kind;
+        if (st.isDirectory()) {
+          if (depth < 3) walk(p, k, depth + 1);
+        } else out[k] = (out[k] ?? 0) + st.size;
+      } catch {
+        // removed since the listing
+      }
+    }
+  };
+  walk(dir, 'other', 0);
+  return out;
+}
 
 /**
  * The agent's own metrics: the names of design.md are product surface (dashboards and alerts
@@ -79,6 +110,16 @@ export class SelfMetrics {
     'Files found no longer holding what was read from them (copytruncate: shrunk, rewritten in place, or changed against the checkpoint while the agent was down), read again from byte 0.',
     ['source', 'reason'],
   );
+  readonly checkpointInvalid = this.counter(
+    'telemetry_agent_checkpoint_invalid_total',
+    'Checkpoints found unusable at start (reason=unreadable: the whole file; bad_entry: entries dropped). Never a reason to skip data: what they covered is read again.',
+    ['source', 'reason'],
+  );
+  readonly rereadBytes = this.counter(
+    'telemetry_agent_source_reread_bytes_total',
+    'Bytes a source reads again because the checkpoint that covered them was unusable: records in them may be delivered twice.',
+    ['source', 'reason'],
+  );
   readonly sourceRestarts = this.counter(
     'telemetry_agent_source_restarts_total',
     'Times a source restarted its reader (journalctl) or its read position, by reason.',
@@ -104,6 +145,19 @@ export class SelfMetrics {
   readonly configReloads = this.counter('telemetry_agent_config_reloads_total', 'Config reloads, by result.', ['result']);
   readonly leader = this.gauge('telemetry_agent_leader', '1 on the agent that leads cluster-scoped work.', []);
   readonly buildInfo = this.gauge('telemetry_agent_build_info', 'Always 1; labels carry the version.', ['version', 'node_version']);
+
+  /** Filled at scrape time: what the agent's own state takes on disk (see trackDataDir). */
+  private dataDirs: string[] = [];
+  readonly dataDirBytes = new Gauge<'kind'>({
+    name: 'telemetry_agent_data_dir_bytes',
+    help: 'Bytes the agent\'s own state takes under data_dir, by kind (checkpoints, buffers: disk-buffer segments, dead_letter, other). Disk buffers are bounded by buffer.max_size, dead-letter files by their rotation.',
+    labelNames: ['kind'],
+    registers: [this.registry],
+    collect: () => {
+      this.dataDirBytes.reset();
+      for (const dir of this.dataDirs) for (const [kind, bytes] of Object.entries(stateBytes(dir))) this.dataDirBytes.inc({ kind }, bytes);
+    },
+  });
 
   constructor(version: string) {
     collectDefaultMetrics({ register: this.registry });
@@ -147,6 +201,11 @@ export class SelfMetrics {
   /** The buffer an output uses now (a reload may replace it); `untrackBufferAge` when the output goes. */
   trackBufferAge(output: string, type: string, oldestMs: () => number | undefined): void {
     this.bufferAges.set(output, { type, oldestMs });
+  }
+
+  /** The data_dir whose size `telemetry_agent_data_dir_bytes` reports. */
+  trackDataDir(dir: string): void {
+    this.dataDirs = [dir];
   }
 
   untrackBufferAge(output: string): void {

@@ -285,7 +285,7 @@ describe('disk buffer', () => {
     await b.close();
   });
 
-  it('flipped bytes in a middle frame: everything before it comes back, the rest of that segment is cut and counted, later segments are read', async () => {
+  it('flipped bytes in a middle frame: only that frame is lost (skipped to the next good frame by length and CRC) and counted; the rest of the segment and later segments are read', async () => {
     const dataDir = freshDir();
     const { files, perSegment } = await segmentsOnDisk(dataDir);
     const victim = files[1]!;
@@ -298,9 +298,10 @@ describe('disk buffer', () => {
     writeFileSync(victim, bytes);
 
     const { b, metrics, lines } = open(dataDir);
-    expect(await metricValue(metrics, CORRUPT, { output: 'out' })).toBe(size - frames[k]!.offset);
-    expect(lines.join('')).toMatch(/CRC mismatch/);
-    const expected = [...perSegment[0]!, ...perSegment[1]!.slice(0, k), ...perSegment.slice(2).flat()];
+    expect(await metricValue(metrics, CORRUPT, { output: 'out' })).toBe(frames[k + 1]!.offset - frames[k]!.offset);
+    expect(statSync(victim).size).toBe(size);
+    expect(lines.join('')).toMatch(/CRC mismatch\); skipped \d+ bytes to the next good frames/);
+    const expected = [...perSegment[0]!, ...perSegment[1]!.filter((_, i) => i !== k), ...perSegment.slice(2).flat()];
     expect(ids(await readAll(b))).toEqual(expected);
     await b.close();
   });
@@ -316,7 +317,7 @@ describe('disk buffer', () => {
     await b.close();
   });
 
-  it('bytes changed under a running buffer: the reader skips the rest of that segment, counts it, and carries on', async () => {
+  it('bytes changed under a running buffer: the reader skips to the next good frame, counts what it skipped, and carries on', async () => {
     const dataDir = freshDir();
     const { b, metrics, lines } = open(dataDir, { segmentBytes: 4096 });
     await pushAll(b, recs(0, 120, 100), 5);
@@ -327,9 +328,9 @@ describe('disk buffer', () => {
     const bytes = readFileSync(victim);
     bytes[frames[2]!.offset + 10]! ^= 0xff;
     writeFileSync(victim, bytes);
-    const expected = [...perSegment[0]!, ...perSegment[1]!.slice(0, 2), ...perSegment.slice(2).flat()];
+    const expected = [...perSegment[0]!, ...perSegment[1]!.filter((_, i) => i !== 2), ...perSegment.slice(2).flat()];
     expect(ids(await readAll(b))).toEqual(expected);
-    expect(await metricValue(metrics, CORRUPT, { output: 'out' })).toBe(bytes.length - frames[2]!.offset);
+    expect(await metricValue(metrics, CORRUPT, { output: 'out' })).toBe(frames[3]!.offset - frames[2]!.offset);
     expect(lines.join('')).toMatch(/unreadable at byte/);
     await b.push(recs(500, 3), 0, () => {});
     expect(ids(await readAll(b))).toEqual([500, 501, 502]);

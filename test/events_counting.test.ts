@@ -171,7 +171,7 @@ describe('kubernetes_events counting (kubernetes-events.md §4)', () => {
     const a = await h.agent('a', { leader_election: false });
     await h.watching();
     expect(a.logs.join('')).toMatch(/ignoring checkpoint .*a\.events\.json/);
-    expect(await metricValue(a.metrics, 'telemetry_agent_checkpoint_errors_total', { source: 'a' })).toBe(1);
+    expect(await metricValue(a.metrics, 'telemetry_agent_checkpoint_invalid_total', { source: 'a', reason: 'unreadable' })).toBe(1);
     h.api.create('events', kubeletEvent(1));
     await waitFor('only the new one', async () => (await total(a)) === 1, 5000);
     await a.stop();

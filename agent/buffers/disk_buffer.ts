@@ -10,7 +10,18 @@ import { BufferMetrics } from './buffer_metrics.ts';
 import { encodeFrames, FRAME_HEADER_BYTES } from './frame_codec.ts';
 import { loadReadPosition, READ_POSITION_FILE, saveReadPosition, type ReadPosition } from './read_position.ts';
 import { decodeRecord, encodeRecord, RecordDecoder } from './record_codec.ts';
-import { listSegments, scanSegment, segmentName, segmentPath, SegmentReader, SegmentWriteError, SegmentWriter, type ReadFrame, type ScanResult } from './segment_file.ts';
+import {
+  listSegments,
+  scanSegment,
+  segmentName,
+  segmentPath,
+  SegmentReader,
+  SegmentWriteError,
+  SegmentWriter,
+  walkFrames,
+  type ReadFrame,
+  type ScanResult,
+} from './segment_file.ts';
 import { Wakeup, waitUntil } from './wakeup.ts';
 
 export interface DiskBufferOptions {
@@ -63,6 +74,8 @@ interface Segment {
   markHead: number;
   /** Not to be appended to again (a write could not be cut back, or corruption was found in it). */
   broken: boolean;
+  /** Damaged ranges found (and counted) at recovery: start -> the next good frame. */
+  holes?: Map<number, number>;
 }
 
 interface Pos {
@@ -105,6 +118,8 @@ interface SyncWaiter {
 }
 
 const VOLUME_FULL = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
+/** How long a fully acknowledged buffer stays empty before its last segment file is deleted. */
+const IDLE_RETIRE_MS = 1000;
 
 /**
  * Records in segmented append-only files, one frame per record (length, CRC-32, JSON). See
@@ -183,6 +198,7 @@ export class DiskBuffer implements RecordBuffer {
   private syncTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private positionTimer: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
   private positionImmediate: NodeJS.Immediate | undefined;
   private readonly dataArrived = new Wakeup();
   private readonly changed = new Wakeup();
@@ -265,9 +281,28 @@ export class DiskBuffer implements RecordBuffer {
     this.normalizeAckPos();
     this.deleteAckedSegments();
     this.schedulePositionSave();
+    if (this.unackedRecords === 0) this.scheduleIdleRetire();
     this.gauges();
     this.pump();
     this.changed.wake();
+  }
+
+  /**
+   * Everything is acknowledged: the newest segment (still open for appends) holds only delivered
+   * records. It is deleted too once the buffer stays empty a moment (right away when writes are
+   * failing), so an idle buffer takes no space and a volume that filled up gets its space back.
+   */
+  private scheduleIdleRetire(): void {
+    if (this.writeFailing) {
+      this.retireIfAllAcked();
+      return;
+    }
+    if (this.idleTimer || this.closed) return;
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      if (this.pending.length === 0) this.retireIfAllAcked();
+    }, IDLE_RETIRE_MS);
+    this.idleTimer.unref();
   }
 
   stats(): BufferStats {
@@ -303,6 +338,7 @@ export class DiskBuffer implements RecordBuffer {
     clearInterval(this.syncTimer);
     clearTimeout(this.retryTimer);
     clearTimeout(this.positionTimer);
+    clearTimeout(this.idleTimer);
     if (this.positionImmediate) clearImmediate(this.positionImmediate);
     for (const p of this.pending.splice(0)) p.resolve({ accepted: 0, dropped: 0 });
     this.dataArrived.wake();
@@ -356,6 +392,13 @@ export class DiskBuffer implements RecordBuffer {
         continue;
       }
       let size = r.size;
+      if (r.skipped > 0) {
+        this.m.corruptBytes(r.skipped);
+        this.log.warn(
+          `disk buffer ${this.output}: segment ${segmentName(seq)} is damaged from byte ${r.firstDamage!.at} (${r.firstDamage!.reason}); ` +
+            `skipped ${r.skipped} bytes to the next good frames, the records in them are lost; the ${r.frames} good records are read`,
+        );
+      }
       if (r.problem !== undefined) {
         const cut = r.size - r.goodEnd;
         this.m.corruptBytes(cut);
@@ -373,13 +416,22 @@ export class DiskBuffer implements RecordBuffer {
       const first = r.first === undefined ? undefined : decodeRecord(r.first);
       const observed = first ? Date.parse(first.observedTimestamp) : NaN;
       const createdMs = Number.isNaN(observed) ? Date.now() : observed;
-      this.segments.push({ seq, path, end: r.goodEnd, size, frames: r.frames, createdMs, marks: [{ end: r.goodEnd, ms: createdMs }], markHead: 0, broken: true });
+      this.segments.push({ seq, path, end: r.goodEnd, size, frames: r.frames, createdMs, marks: [{ end: r.goodEnd, ms: createdMs }], markHead: 0, broken: true, holes: r.holes });
       this.diskBytes += size;
       this.unackedBytes += r.goodEnd - Math.min(from, r.size);
       this.unackedRecords += r.frames;
     }
+    // Segments with nothing left to read (acknowledged to their end before the restart) are freed
+    // now: on a full volume they are the space the next writes need.
+    while (this.segments.length > 0 && this.segments[0]!.frames === 0) {
+      const s = this.segments.shift()!;
+      this.unlinkSegment(s);
+      start = { seq: this.segments[0]?.seq ?? this.nextSeq, offset: 0 };
+      if (this.segments.length === 0) this.unackedBytes = 0;
+    }
     this.readPos = { ...start };
     this.ackPos = { ...start };
+    if (positionKey(start) !== this.savedPosition && loaded.status === 'ok') this.savePosition(false);
     this.gauges();
   }
 
@@ -400,6 +452,8 @@ export class DiskBuffer implements RecordBuffer {
       this.m.writeError(code);
       const what = VOLUME_FULL.has(code) ? `the volume is full (${code})` : `write failed (${code}: ${(err as Error).message})`;
       this.writeFailing = true;
+      // What is delivered already gives its space back now, not when the next segment fills.
+      this.retireIfAllAcked();
       if (this.whenFull === 'block') {
         this.warnings.warn(`write:${code}`, `disk buffer ${this.output}: cannot write to ${this.dir}: ${what}; sources paused, retrying every ${this.retryMs} ms`);
         this.scheduleRetry();
@@ -491,15 +545,26 @@ export class DiskBuffer implements RecordBuffer {
   private retireIfAllAcked(): void {
     if (this.unackedRecords > 0 || this.outstandingHead < this.outstanding.length || this.segments.length === 0) return;
     this.retireWriter();
+    // Their records are delivered: nothing in them needs an fsync, and a deleted file's space only
+    // comes back once its last descriptor is closed. During a sync pass the loop closes them.
+    if (this.syncing) this.syncAgain = true;
+    else {
+      for (const fd of this.closeAfterSync.splice(0)) {
+        this.dirtyFds.delete(fd);
+        closeQuietly(fd);
+      }
+    }
     this.reader?.close();
     this.reader = undefined;
     const pos = { seq: this.nextSeq, offset: 0 };
     this.ackPos = { ...pos };
     this.readPos = { ...pos };
     this.framesReadInSeg = 0;
-    this.savePosition(false);
+    // Deleted first: on a full volume the position file can only be written once they are gone
+    // (a crash in between is harmless: recovery starts at the first segment that exists).
     for (const s of this.segments) this.unlinkSegment(s);
     this.segments = [];
+    this.savePosition(false);
   }
 
   private resizeTorn(seg: Segment, fd: number): void {
@@ -594,17 +659,29 @@ export class DiskBuffer implements RecordBuffer {
         if (!seg) break;
         const f = this.frameAt(seg);
         if (f === 'retry') break;
+        const hole = f.ok ? undefined : seg.holes?.get(this.readPos.offset);
+        if (hole !== undefined) {
+          // Found, counted and logged at recovery, where its frames were not counted either.
+          frameBytes += hole - this.readPos.offset;
+          this.readPos.offset = hole;
+          continue;
+        }
         if (!f.ok) {
-          // Checked when written or recovered, bad now: changed on disk under us. Skip the rest of the segment.
-          const lost = seg.end - this.readPos.offset;
-          this.m.corruptBytes(lost);
+          // Checked when written or recovered, bad now: changed on disk under us. Skip to the next
+          // good frame (the rest of the segment when there is none); only what is damaged is lost.
+          const at = this.readPos.offset;
+          const rest = this.framesAfterDamage(seg, at);
+          const next = rest?.from ?? seg.end;
+          const lostFrames = Math.max(0, seg.frames - this.framesReadInSeg - (rest?.frames ?? 0));
+          this.m.corruptBytes(next - at);
           this.log.warn(
-            `disk buffer ${this.output}: segment ${segmentName(seg.seq)} unreadable at byte ${this.readPos.offset} (${f.reason}); skipping its last ${lost} bytes`,
+            `disk buffer ${this.output}: segment ${segmentName(seg.seq)} unreadable at byte ${at} (${f.reason}); ` +
+              `skipped ${next - at} bytes (about ${lostFrames} records)${rest ? ` to the next good frame at byte ${next}` : ', the rest of the segment'}`,
           );
-          frames += Math.max(0, seg.frames - this.framesReadInSeg);
-          frameBytes += lost;
-          this.framesReadInSeg = seg.frames;
-          this.readPos.offset = seg.end;
+          frames += lostFrames;
+          frameBytes += next - at;
+          this.framesReadInSeg += lostFrames;
+          this.readPos.offset = next;
           seg.broken = true;
           continue;
         }
@@ -628,6 +705,19 @@ export class DiskBuffer implements RecordBuffer {
       this.outstanding.push(chunk);
       if (records.length > 0) return chunk;
       this.ack(chunk); // only unreadable frames: nothing to hand out, move past them
+    }
+  }
+
+  /** Where good frames start again after damage at `at`, and how many good ones follow; undefined when none. */
+  private framesAfterDamage(seg: Segment, at: number): { from: number; frames: number } | undefined {
+    const reader = this.reader;
+    if (!reader) return undefined;
+    try {
+      const from = reader.resync(at + 1, seg.end);
+      if (from === undefined) return undefined;
+      return { from, frames: walkFrames(reader, from, seg.end).frames };
+    } catch {
+      return undefined;
     }
   }
 

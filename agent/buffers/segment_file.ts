@@ -89,6 +89,7 @@ export type ReadFrame =
   | { readonly ok: false; readonly reason: string };
 
 const WINDOW = 256 * 1024;
+const SCAN_WINDOW = 64 * 1024;
 
 /** Reads frames of one segment through a window (one read(2) per 256 KiB, not per frame). */
 export class SegmentReader {
@@ -121,6 +122,34 @@ export class SegmentReader {
     return { ok: true, payload: view.subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + header.length), next: at + FRAME_HEADER_BYTES + header.length };
   }
 
+  /**
+   * After a bad frame: the next offset in `[from, end)` where a whole, valid frame starts, or
+   * undefined. A frame is only taken when its length fits and its CRC matches, so damaged bytes
+   * cost only the records in them. Lengths are checked first in a tight loop: text, zero fill and
+   * random bytes almost never pass that, so the CRC is rarely computed.
+   */
+  resync(from: number, end: number): number | undefined {
+    const scan = Buffer.allocUnsafe(SCAN_WINDOW + FRAME_HEADER_BYTES);
+    for (let base = from; base + FRAME_HEADER_BYTES <= end; base += SCAN_WINDOW) {
+      const want = Math.min(SCAN_WINDOW + FRAME_HEADER_BYTES, end - base);
+      let got = 0;
+      while (got < want) {
+        const n = readSync(this.fd, scan, got, want - got, base + got);
+        if (n === 0) break;
+        got += n;
+      }
+      const last = Math.min(SCAN_WINDOW, got - FRAME_HEADER_BYTES + 1);
+      for (let i = 0; i < last; i++) {
+        const at = base + i;
+        const length = scan.readUInt32LE(i);
+        if (length === 0 || length > end - at - FRAME_HEADER_BYTES) continue;
+        if (this.frame(at, end).ok) return at;
+      }
+      if (got < want) return undefined;
+    }
+    return undefined;
+  }
+
   close(): void {
     closeSync(this.fd);
   }
@@ -151,10 +180,44 @@ export interface ScanResult {
   readonly goodEnd: number;
   /** Good frames from `start` to `goodEnd`. */
   readonly frames: number;
-  /** Why the frame at `goodEnd` is bad (undefined: the file ends there). */
+  /** Why the bytes after `goodEnd` are no frame (undefined: the file ends there): a torn or damaged tail. */
   readonly problem: string | undefined;
+  /** Damaged ranges before `goodEnd` skipped over to the next good frame: bytes, and the first one's reason and place. */
+  readonly skipped: number;
+  readonly firstDamage: { readonly at: number; readonly reason: string } | undefined;
+  /** Each damaged range: its start -> the next good frame (undefined when there is none). */
+  readonly holes: Map<number, number> | undefined;
   /** Payload of the first good frame (the oldest record), when there is one. */
   readonly first: string | undefined;
+}
+
+/**
+ * Walks and checks every frame from `start` (a frame boundary) to `end`; a bad frame is skipped to
+ * the next good one, and bytes with no good frame after them are the tail to cut.
+ */
+export function walkFrames(reader: SegmentReader, start: number, end: number): Omit<ScanResult, 'size'> {
+  let at = start;
+  let frames = 0;
+  let skipped = 0;
+  let firstDamage: ScanResult['firstDamage'];
+  let holes: Map<number, number> | undefined;
+  let first: string | undefined;
+  while (at < end) {
+    const f = reader.frame(at, end);
+    if (!f.ok) {
+      const next = reader.resync(at + 1, end);
+      if (next === undefined) return { goodEnd: at, frames, problem: f.reason, skipped, firstDamage, holes, first };
+      firstDamage ??= { at, reason: f.reason };
+      (holes ??= new Map()).set(at, next);
+      skipped += next - at;
+      at = next;
+      continue;
+    }
+    if (frames === 0) first = f.payload.toString('utf8');
+    frames++;
+    at = f.next;
+  }
+  return { goodEnd: at, frames, problem: undefined, skipped, firstDamage, holes, first };
 }
 
 /** Walks and checks every frame of a segment from `start` (a frame boundary) to the file's end. */
@@ -162,17 +225,7 @@ export function scanSegment(path: string, seq: number, start: number): ScanResul
   const reader = new SegmentReader(path, seq);
   try {
     const size = reader.size();
-    let at = Math.min(start, size);
-    let frames = 0;
-    let first: string | undefined;
-    while (at < size) {
-      const f = reader.frame(at, size);
-      if (!f.ok) return { size, goodEnd: at, frames, problem: f.reason, first };
-      if (frames === 0) first = f.payload.toString('utf8');
-      frames++;
-      at = f.next;
-    }
-    return { size, goodEnd: at, frames, problem: undefined, first };
+    return { size, ...walkFrames(reader, Math.min(start, size), size) };
   } finally {
     reader.close();
   }

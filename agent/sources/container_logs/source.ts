@@ -7,7 +7,7 @@ import { formatUnixMillis } from '../../../parsers/timestamp.ts';
 import { compileRegex } from '../../../parsers/regex_body.ts';
 import type { MultilineOptions } from '../../../parsers/multiline.ts';
 import type { ContainerLogsConfig } from './config.ts';
-import { CheckpointStore, type CheckpointState, type FileCheckpoint } from './checkpoint_store.ts';
+import { CheckpointStore, type FileCheckpoint } from './checkpoint_store.ts';
 import { ContainerDecoder, DOCKER_PHYSICAL_LINE_CAP } from './container_decoder.ts';
 import { discover, globBase } from './discovery.ts';
 import { TAIL_BYTES, fingerprint, fingerprintMatches, identityKey, tailMatches } from './file_identity.ts';
@@ -69,6 +69,8 @@ export class ContainerLogsSource implements Source {
   private readonly dirty = new Set<TailedFile>();
   private restore = new Map<string, FileCheckpoint>();
   private restoredAt: number | undefined;
+  /** Set when checkpoint entries were lost: files found at start without one may repeat what was sent. */
+  private rereadUnknown: 'checkpoint_unreadable' | 'checkpoint_entry_dropped' | undefined;
 
   private readonly buf: Buffer;
   private unackedBytes = 0;
@@ -111,12 +113,11 @@ export class ContainerLogsSource implements Source {
 
   async start(): Promise<void> {
     this.startedAt = Date.now();
-    const { state, problem } = this.store.load();
-    if (problem) this.ctx.log.warn(`source ${this.name}: ${problem}`);
-    if (state) this.loadRestore(state);
+    this.loadCheckpoint();
     this.scan(true);
     this.recoverRotated();
     this.restore.clear();
+    this.rereadUnknown = undefined;
     if (this.config.inotify) for (const pattern of this.config.include) this.watcher.watch(globBase(pattern));
     this.timers.push(
       setInterval(() => this.scan(false), this.config.glob_interval),
@@ -175,9 +176,33 @@ export class ContainerLogsSource implements Source {
 
   // --- discovery ---------------------------------------------------------------------------
 
-  private loadRestore(state: CheckpointState): void {
-    this.restoredAt = state.writtenAt;
-    for (const cp of state.files) this.restore.set(`${cp.dev}:${cp.ino}`, cp);
+  /**
+   * The checkpoint is untrusted: bad entries are dropped and a file that cannot be used at all
+   * still means "not a first start" (with read_from: end too): files without a usable entry are
+   * read from their start, and what that may repeat is counted.
+   */
+  private loadCheckpoint(): void {
+    const loaded = this.store.load();
+    const { metrics, log } = this.ctx;
+    if (loaded.status === 'missing') return;
+    if (loaded.status === 'unreadable') {
+      metrics.checkpointInvalid.inc({ ...this.labels, reason: 'unreadable' });
+      log.warn(`source ${this.name}: ${loaded.problem}; not a first start: every file is read from its start (records may repeat)`);
+      // Rotated copies written since it was last replaced are read too.
+      this.restoredAt = loaded.mtimeMs ?? 0;
+      this.rereadUnknown = 'checkpoint_unreadable';
+      return;
+    }
+    if (loaded.dropped.length > 0) {
+      metrics.checkpointInvalid.inc({ ...this.labels, reason: 'bad_entry' }, loaded.dropped.length);
+      const shown = loaded.dropped.slice(0, 5).join('; ');
+      log.warn(
+        `source ${this.name}: checkpoint ${this.store.path}: dropped ${loaded.dropped.length} invalid entries (${shown}${loaded.dropped.length > 5 ? '; ...' : ''}); their files are read from their start (records may repeat)`,
+      );
+      this.rereadUnknown = 'checkpoint_entry_dropped';
+    }
+    this.restoredAt = loaded.state.writtenAt;
+    for (const cp of loaded.state.files) this.restore.set(`${cp.dev}:${cp.ino}`, cp);
   }
 
   private scan(initial: boolean): void {
@@ -278,6 +303,8 @@ export class ContainerLogsSource implements Source {
       }
     } else if (initial && this.restoredAt === undefined && this.config.read_from === 'end') {
       offset = fst.size;
+    } else if (initial && this.rereadUnknown && fst.size > 0) {
+      this.ctx.metrics.rereadBytes.inc({ ...this.labels, reason: this.rereadUnknown }, fst.size);
     }
     // Rotated copies and successors keep the resource of the container's live file.
     const resource: Attributes = knownResource ?? Object.freeze(resourceFromPaths(linkPath ?? realPath, realPath, this.ctx.nodeName));

@@ -1,6 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { z } from 'zod';
 import { writeFileAtomic } from '../../atomic_file.ts';
+import { describeIssue, readStateJson } from '../../state_file.ts';
 
 /** Where a source stands in one journal folder. */
 export interface DirectoryCheckpoint {
@@ -19,6 +20,13 @@ export type CursorState = Record<string, DirectoryCheckpoint>;
 
 const VERSION = 1;
 
+const directoryCheckpoint = z.object({
+  cursor: z.string().min(1).max(4096).optional(),
+  since: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+  filter: z.string().max(65536).default(''),
+});
+const layout = z.object({ version: z.literal(VERSION), directories: z.record(z.string(), z.unknown()) });
+
 /** `<data_dir>/checkpoints/<source>.json`: a cursor per journal folder, replaced atomically. */
 export class CursorStore {
   readonly path: string;
@@ -27,31 +35,28 @@ export class CursorStore {
     this.path = join(dataDir, 'checkpoints', `${sourceName}.json`);
   }
 
-  /** The saved cursors; empty when there are none. A corrupt file is reported, not trusted. */
-  load(): { state: CursorState; problem?: string } {
-    let text: string;
-    try {
-      text = readFileSync(this.path, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { state: {} };
-      return { state: {}, problem: `cannot read checkpoint ${this.path}: ${(err as Error).message}` };
+  /**
+   * The saved cursors, checked folder by folder (a bad entry is dropped and named in `dropped`).
+   * `unreadable`: the file exists but says nothing usable, which is not a first start.
+   */
+  load(): { state: CursorState; problem?: string; unreadable?: boolean; dropped: string[] } {
+    const read = readStateJson(this.path);
+    if (read.status === 'missing') return { state: {}, dropped: [] };
+    if (read.status === 'unreadable') return { state: {}, problem: `cannot read checkpoint ${this.path}: ${read.reason}`, unreadable: true, dropped: [] };
+    const top = layout.safeParse(read.data);
+    if (!top.success) {
+      return { state: {}, problem: `checkpoint ${this.path} has an unknown layout (${describeIssue(top.error)})`, unreadable: true, dropped: [] };
     }
-    try {
-      const data = JSON.parse(text) as { version?: number; directories?: unknown };
-      const dirs = data.directories;
-      if (data.version !== VERSION || typeof dirs !== 'object' || dirs === null || Array.isArray(dirs)) {
-        return { state: {}, problem: `checkpoint ${this.path} has an unknown layout; starting without it` };
-      }
-      const state: CursorState = {};
-      for (const [dir, cp] of Object.entries(dirs as Record<string, Partial<DirectoryCheckpoint>>)) {
-        const filter = typeof cp?.filter === 'string' ? cp.filter : '';
-        if (typeof cp?.cursor === 'string' && cp.cursor !== '') state[dir] = { cursor: cp.cursor, filter };
-        else if (typeof cp?.since === 'number' && Number.isSafeInteger(cp.since)) state[dir] = { since: cp.since, filter };
-      }
-      return { state };
-    } catch (err) {
-      return { state: {}, problem: `checkpoint ${this.path} is corrupt (${(err as Error).message}); starting without it` };
+    const state: CursorState = {};
+    const dropped: string[] = [];
+    for (const [dir, value] of Object.entries(top.data.directories)) {
+      const r = directoryCheckpoint.safeParse(value);
+      if (!r.success) dropped.push(`${dir}: ${describeIssue(r.error)}`);
+      else if (r.data.cursor !== undefined) state[dir] = { cursor: r.data.cursor, filter: r.data.filter };
+      else if (r.data.since !== undefined) state[dir] = { since: r.data.since, filter: r.data.filter };
+      else dropped.push(`${dir}: neither cursor nor since`);
     }
+    return { state, dropped };
   }
 
   /** Throws on failure (a full disk): the caller keeps its state and tries again later. */

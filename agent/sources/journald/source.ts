@@ -45,6 +45,8 @@ export class JournaldSource implements Source {
   private timers: NodeJS.Timeout[] = [];
   private started = false;
   private stopping = false;
+  /** The checkpoint existed but (part of it) could not be used: folders without an entry are read whole. */
+  private checkpointLost = false;
   /** The checkpoint changed since the last fsync'd write. */
   private durableDirty = false;
 
@@ -82,8 +84,18 @@ export class JournaldSource implements Source {
   }
 
   async start(): Promise<void> {
-    const { state, problem } = this.store.load();
-    if (problem) this.ctx.log.warn(`source ${this.name}: ${problem}`);
+    const { state, problem, unreadable, dropped } = this.store.load();
+    if (unreadable) {
+      // Not a first start: read_from end would skip what was written while the agent was down.
+      this.checkpointLost = true;
+      this.ctx.metrics.checkpointInvalid.inc({ ...this.labels, reason: 'unreadable' });
+      this.ctx.log.warn(`source ${this.name}: ${problem}; not a first start: every journal folder is read from its oldest entry (records may repeat)`);
+    }
+    if (dropped.length > 0) {
+      this.checkpointLost = true;
+      this.ctx.metrics.checkpointInvalid.inc({ ...this.labels, reason: 'bad_entry' }, dropped.length);
+      this.ctx.log.warn(`source ${this.name}: checkpoint ${this.store.path}: dropped invalid entries (${dropped.slice(0, 5).join('; ')}); those folders are read from their oldest entry (records may repeat)`);
+    }
     const dirs = journalDirectories(this.config);
     for (const dir of dirs) if (state[dir]) this.state[dir] = state[dir];
     for (const dir of dirs) {
@@ -136,7 +148,7 @@ export class JournaldSource implements Source {
   private async open(dir: string, appeared = false): Promise<void> {
     const { config, ctx } = this;
     let cp = this.state[dir];
-    if (!cp && config.read_from === 'end' && !appeared) {
+    if (!cp && config.read_from === 'end' && !appeared && !this.checkpointLost) {
       // Remembered, so that entries written before a first checkpoint are not skipped after a restart.
       cp = this.state[dir] = { since: Date.now() * 1000, filter: this.filter };
       this.save(true);

@@ -1,6 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { z } from 'zod';
 import { writeFileAtomic } from '../../atomic_file.ts';
 import type { LogRecord } from '../../record.ts';
+import { describeIssue, readStateJson, validEntries } from '../../state_file.ts';
 import type { CounterState } from './event_counter.ts';
 
 /**
@@ -15,19 +16,52 @@ export interface EventsCheckpoint {
   records: LogRecord[];
 }
 
-export function loadCheckpoint(path: string): EventsCheckpoint | undefined {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  }
-  const c = JSON.parse(text) as EventsCheckpoint;
-  if (c?.version !== 1 || !Array.isArray(c.counter?.seen) || !Array.isArray(c.counter?.tombstones)) {
-    throw new Error(`${path}: not a kubernetes_events checkpoint`);
-  }
-  return { version: 1, counter: c.counter, records: Array.isArray(c.records) ? c.records : [] };
+const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const text = z.string().max(65536);
+const seenEntry = z.tuple([text.min(1), text, count]);
+const tombstone = z.tuple([text, count, count]);
+const attributes = z.record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.array(z.string())]));
+/** A record owed to the outputs: the shape every encoder relies on. */
+export const logRecordSchema = z.object({
+  timestamp: z.string(),
+  observedTimestamp: z.string(),
+  severityText: z.string().optional(),
+  severityNumber: z.number().int().min(0).max(24).optional(),
+  body: z.union([z.string(), z.record(z.string(), z.unknown()), z.array(z.unknown())]),
+  attributes,
+  resource: attributes,
+});
+const layout = z.object({
+  version: z.literal(1),
+  counter: z.object({ highWaterMs: z.number().finite().min(0), seen: z.array(z.unknown()), tombstones: z.array(z.unknown()) }),
+  records: z.array(z.unknown()).default([]),
+});
+
+export type LoadedEventsCheckpoint =
+  | { status: 'missing' }
+  | { status: 'unreadable'; problem: string }
+  /** `dropped`: why each invalid entry (seen, tombstone or record) was left out. */
+  | { status: 'ok'; checkpoint: EventsCheckpoint; dropped: string[] };
+
+/** Never throws: the file is untrusted input, checked entry by entry. */
+export function loadCheckpoint(path: string): LoadedEventsCheckpoint {
+  const read = readStateJson(path);
+  if (read.status === 'missing') return read;
+  if (read.status === 'unreadable') return { status: 'unreadable', problem: read.reason };
+  const top = layout.safeParse(read.data);
+  if (!top.success) return { status: 'unreadable', problem: `not a kubernetes_events checkpoint (${describeIssue(top.error)})` };
+  const seen = validEntries(top.data.counter.seen, seenEntry);
+  const tombstones = validEntries(top.data.counter.tombstones, tombstone);
+  const records = validEntries(top.data.records, logRecordSchema);
+  return {
+    status: 'ok',
+    checkpoint: {
+      version: 1,
+      counter: { highWaterMs: top.data.counter.highWaterMs, seen: seen.kept, tombstones: tombstones.kept },
+      records: records.kept as LogRecord[],
+    },
+    dropped: [...seen.dropped.map((d) => `seen ${d}`), ...tombstones.dropped.map((d) => `tombstone ${d}`), ...records.dropped.map((d) => `record ${d}`)],
+  };
 }
 
 export function saveCheckpoint(path: string, c: EventsCheckpoint, durable: boolean): void {

@@ -119,17 +119,18 @@ export class KubernetesEventsSource implements Source {
   }
 
   async start(): Promise<void> {
-    let saved: ReturnType<typeof loadCheckpoint>;
-    try {
-      saved = loadCheckpoint(this.checkpointPath);
-    } catch (e) {
+    const saved = loadCheckpoint(this.checkpointPath);
+    if (saved.status === 'unreadable') {
       // unreadable state: start as on a first run (seed, count nothing old) rather than not at all
-      this.ctx.log.warn(`source ${this.name}: ignoring checkpoint ${this.checkpointPath}: ${(e as Error).message}`);
-      this.ctx.metrics.checkpointErrors.inc({ source: this.name });
-    }
-    if (saved) {
-      this.counter.restore(saved.counter);
-      this.queue.push(...saved.records);
+      this.ctx.log.warn(`source ${this.name}: ignoring checkpoint ${this.checkpointPath}: ${saved.problem}`);
+      this.ctx.metrics.checkpointInvalid.inc({ source: this.name, reason: 'unreadable' });
+    } else if (saved.status === 'ok') {
+      if (saved.dropped.length > 0) {
+        this.ctx.metrics.checkpointInvalid.inc({ source: this.name, reason: 'bad_entry' }, saved.dropped.length);
+        this.ctx.log.warn(`source ${this.name}: checkpoint ${this.checkpointPath}: dropped ${saved.dropped.length} invalid entries (${saved.dropped.slice(0, 5).join('; ')})`);
+      }
+      this.counter.restore(saved.checkpoint.counter);
+      this.queue.push(...saved.checkpoint.records);
     }
     this.started = true;
     this.timer = setInterval(() => this.writeCheckpoint(false), this.config.checkpoint_interval);
