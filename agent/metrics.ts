@@ -142,6 +142,11 @@ export class SelfMetrics {
     ['transform', 'expression'],
   );
   readonly redactions = this.counter('telemetry_agent_redactions_total', 'Secrets a redact transform replaced, by pattern.', ['transform', 'pattern']);
+  readonly logMetricOverflow = this.counter(
+    'telemetry_agent_log_metric_overflow_records_total',
+    'Records a log_to_metric metric counted in its "other" series because it already had max_series label sets.',
+    ['transform', 'metric'],
+  );
   readonly configReloads = this.counter('telemetry_agent_config_reloads_total', 'Config reloads, by result.', ['result']);
   readonly leader = this.gauge('telemetry_agent_leader', '1 on the agent that leads cluster-scoped work.', []);
   readonly buildInfo = this.gauge('telemetry_agent_build_info', 'Always 1; labels carry the version.', ['version', 'node_version']);

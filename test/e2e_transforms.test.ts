@@ -1,6 +1,9 @@
+import { spawnSync } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { criLine, criTime, sampleValue } from './helpers/agent_harness.ts';
+import { PrometheusServer } from './helpers/prometheus.ts';
+import { requireTool } from './helpers/tools.ts';
 import { TransformAgent } from './helpers/transform_agent.ts';
 
 /**
@@ -252,5 +255,79 @@ describe('transform modify, end to end', () => {
     const m = await running.metrics();
     expect(sampleValue(m, 'telemetry_agent_transform_errors_total', { transform: 'tidy', expression: 'set.attributes.status_class' })).toBe(1);
     expect(sampleValue(m, 'telemetry_agent_transform_errors_total', { transform: 'tidy', expression: 'set.severity_text' })).toBe(1);
+  });
+});
+
+describe('transform log_to_metric, end to end', () => {
+  it('counters, gauges and histograms on /metrics pass promtool and a real Prometheus scrape returns them', async (ctx) => {
+    const promtool = requireTool(ctx, 'promtool');
+    const prometheusBin = requireTool(ctx, 'prometheus');
+    const requests = [
+      { ns: 'shop', status: 200, ms: 12, queue: 3 },
+      { ns: 'shop', status: 200, ms: 40, queue: 5 },
+      { ns: 'shop', status: 503, ms: 900, queue: 9 },
+      { ns: 'pay', status: 200, ms: 7, queue: 1 },
+    ];
+    running = await TransformAgent.start({
+      source: '    parser: json\n',
+      transforms: `  http_metrics:
+    type: log_to_metric
+    inputs: [containers]
+    metrics:
+      - name: app_http_requests_total
+        type: counter
+        when: 'has(body.status)'
+        labels: { namespace: 'resource["k8s.namespace.name"]', code: 'string(int(body.status))' }
+      - name: app_queue_depth
+        type: gauge
+        help: Queue depth last logged
+        when: 'has(body.queue)'
+        value: 'body.queue'
+        labels: { namespace: 'resource["k8s.namespace.name"]' }
+      - name: app_request_duration_seconds
+        type: histogram
+        when: 'has(body.ms)'
+        value: 'body.ms / 1000.0'
+        buckets: [0.01, 0.1, 1]
+`,
+      outputs: { out: ['http_metrics'] },
+      before: (tree) => {
+        for (const ns of ['shop', 'pay']) {
+          const mine = requests.filter((r) => r.ns === ns);
+          tree.container({ namespace: ns, pod: `${ns}-1`, content: mine.map((r, i) => criLine(JSON.stringify({ status: r.status, ms: r.ms, queue: r.queue }), { time: criTime(i + 1) })).join('') });
+        }
+      },
+    });
+    // Records pass on unchanged.
+    const out = await running.waitRecords('out', 4);
+    expect(out.map((r) => r.body).sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)))).toEqual(
+      requests.map((r) => ({ status: r.status, ms: r.ms, queue: r.queue })).sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b))),
+    );
+    const text = await running.metrics();
+    expect(sampleValue(text, 'app_http_requests_total', { namespace: 'shop', code: '200' })).toBe(2);
+    expect(sampleValue(text, 'app_http_requests_total', { namespace: 'shop', code: '503' })).toBe(1);
+    expect(sampleValue(text, 'app_http_requests_total', { namespace: 'pay', code: '200' })).toBe(1);
+    expect(sampleValue(text, 'app_queue_depth', { namespace: 'shop' })).toBe(9);
+    expect(sampleValue(text, 'app_queue_depth', { namespace: 'pay' })).toBe(1);
+    expect(sampleValue(text, 'app_request_duration_seconds_bucket', { le: '0.01' })).toBe(1);
+    expect(sampleValue(text, 'app_request_duration_seconds_bucket', { le: '0.1' })).toBe(3);
+    expect(sampleValue(text, 'app_request_duration_seconds_bucket', { le: '+Inf' })).toBe(4);
+    expect(sampleValue(text, 'app_request_duration_seconds_sum')).toBeCloseTo(0.959, 6);
+    expect(text).toContain('# HELP app_queue_depth Queue depth last logged');
+    const check = spawnSync(promtool, ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: 30_000 });
+    expect(check.status, `promtool check metrics:\n${check.stdout}${check.stderr}`).toBe(0);
+
+    const prom = new PrometheusServer();
+    try {
+      await prom.start(prometheusBin, `127.0.0.1:${running.port}`);
+      const counted = await prom.until('app_http_requests_total', (r) => r.length === 3);
+      const byLabels = Object.fromEntries(counted.map((s) => [`${s.metric.namespace}/${s.metric.code}`, s.value[1]]));
+      expect(byLabels).toEqual({ 'shop/200': '2', 'shop/503': '1', 'pay/200': '1' });
+      expect((await prom.query('app_queue_depth{namespace="shop"}'))[0]!.value[1]).toBe('9');
+      expect((await prom.query('app_request_duration_seconds_count'))[0]!.value[1]).toBe('4');
+      expect((await prom.query('app_request_duration_seconds_bucket{le="0.1"}'))[0]!.value[1]).toBe('3');
+    } finally {
+      await prom.stop();
+    }
   });
 });

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { outputPlugins } from '../../outputs/registry.ts';
 import { sourcePlugins } from '../sources/registry.ts';
 import { checkGraph } from '../transforms/graph.ts';
+import { checkMetricNames } from '../transforms/log_to_metric.ts';
 import { transformPlugins } from '../transforms/registry.ts';
 import { duration } from './types.ts';
 
@@ -58,7 +59,7 @@ export const configSchema = z
     outputs: z.record(componentName, pluginUnion(outputPlugins)).default({}),
   })
   .superRefine((cfg, ctx) => {
-    for (const p of checkGraph(cfg)) ctx.addIssue({ code: 'custom', path: p.path, message: p.message });
+    for (const p of [...checkGraph(cfg), ...checkMetricNames(cfg.transforms)]) ctx.addIssue({ code: 'custom', path: p.path, message: p.message });
     // Records nobody takes would be read, acknowledged and lost: refuse rather than discard silently.
     const read = new Set([...Object.values(cfg.transforms), ...Object.values(cfg.outputs)].flatMap((c) => c.inputs));
     for (const name of Object.keys(cfg.sources)) {

@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import { Filter, filterConfig } from './filter.ts';
+import { LogToMetric, logToMetricConfig } from './log_to_metric.ts';
 import { Modify, modifyConfig } from './modify.ts';
 import { Redact, redactConfig } from './redact.ts';
 import { Route, routeConfig } from './route.ts';
@@ -12,6 +13,10 @@ export const transformPlugins = {
   redact: { schema: redactConfig, create: (c: z.infer<typeof redactConfig>, ctx: TransformContext) => new Redact(c, ctx) },
   modify: { schema: modifyConfig, create: (c: z.infer<typeof modifyConfig>, ctx: TransformContext) => new Modify(c, ctx) },
   sample: { schema: sampleConfig, create: (c: z.infer<typeof sampleConfig>, ctx: TransformContext) => new Sample(c, ctx) },
+  log_to_metric: {
+    schema: logToMetricConfig,
+    create: (c: z.infer<typeof logToMetricConfig>, ctx: TransformContext) => new LogToMetric(c, ctx),
+  },
   route: { schema: routeConfig, create: (c: z.infer<typeof routeConfig>, ctx: TransformContext) => new Route(c, ctx) },
 } as const;
 
