@@ -61,6 +61,8 @@ export class EnrichStage implements Emitter {
   constructor(options: EnrichStageOptions) {
     this.o = options;
     options.pods?.acquire();
+    // Present at 0, so an alert on increase() sees the first unparseable line (annotations may pick other parsers, counted when they do).
+    if (options.parser.parse) options.metrics.parseErrors.inc({ source: options.source, parser: options.parser.name }, 0);
   }
 
   emit(records: LogRecord[], bytes: number, onAccepted: () => void, pace?: ReadPace): Promise<void> {
