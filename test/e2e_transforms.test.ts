@@ -331,3 +331,49 @@ describe('transform log_to_metric, end to end', () => {
     }
   });
 });
+
+describe('transform dedupe, end to end', () => {
+  it('collapses identical consecutive records of a stream into one with a repeat count; the last leaves after the window', async () => {
+    const lines = [
+      ['stdout', 'connection refused'],
+      ['stdout', 'connection refused'],
+      ['stderr', 'disk almost full'],
+      ['stdout', 'connection refused'],
+      ['stdout', 'retrying'],
+      ['stderr', 'disk almost full'],
+      ['stdout', 'retrying'],
+      ['stdout', 'connected'],
+    ] as const;
+    let logPath = '';
+    running = await TransformAgent.start({
+      transforms: `  quiet:
+    type: dedupe
+    inputs: [containers]
+    window: 2s
+`,
+      outputs: { out: ['quiet'] },
+      before: (tree) => {
+        logPath = tree.container({ content: lines.map(([stream, body], i) => criLine(body, { stream, time: criTime(i + 1) })).join('') }).logPath;
+        tree.container({ pod: 'other', content: criLine('connection refused', { time: criTime(1) }) });
+      },
+    });
+    const started = Date.now();
+    const out = await running.waitRecords('out', 5);
+    const mine = out.filter((r) => r.resource['k8s.pod.name'] !== 'other');
+    const simplify = (r: (typeof out)[number]) => [r.attributes['log.iostream'], r.body, r.timestamp, r.attributes['kta.repeat.count'], r.attributes['kta.repeat.last_timestamp']];
+    expect(mine.map(simplify)).toEqual([
+      ['stdout', 'connection refused', criTime(1), 3, criTime(4)],
+      ['stdout', 'retrying', criTime(5), 2, criTime(7)],
+      ['stderr', 'disk almost full', criTime(3), 2, criTime(6)],
+      ['stdout', 'connected', criTime(8), undefined, undefined],
+    ]);
+    // Another container's identical line is another stream.
+    expect(out.filter((r) => r.resource['k8s.pod.name'] === 'other').map((r) => [r.body, r.attributes['kta.repeat.count']])).toEqual([['connection refused', undefined]]);
+    // The runs still open at the end of the file left when their window passed, not before.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1500);
+    const m = await running.metrics();
+    expect(sampleValue(m, 'telemetry_agent_dropped_records_total', { component: 'quiet', reason: 'deduplicated' })).toBe(4);
+    expect(await running.stop()).toBe(0);
+    expect(running.checkpointOffsets().get(logPath)).toBe(statSync(logPath).size);
+  });
+});

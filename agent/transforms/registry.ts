@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { Dedupe, dedupeConfig } from './dedupe.ts';
 import { Filter, filterConfig } from './filter.ts';
 import { LogToMetric, logToMetricConfig } from './log_to_metric.ts';
 import { Modify, modifyConfig } from './modify.ts';
@@ -17,6 +18,7 @@ export const transformPlugins = {
     schema: logToMetricConfig,
     create: (c: z.infer<typeof logToMetricConfig>, ctx: TransformContext) => new LogToMetric(c, ctx),
   },
+  dedupe: { schema: dedupeConfig, create: (c: z.infer<typeof dedupeConfig>, ctx: TransformContext) => new Dedupe(c, ctx) },
   route: { schema: routeConfig, create: (c: z.infer<typeof routeConfig>, ctx: TransformContext) => new Route(c, ctx) },
 } as const;
 
