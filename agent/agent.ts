@@ -159,7 +159,8 @@ export class Agent {
     this.stages.delete(name);
     if (srcCfg.type !== 'container_logs' && srcCfg.type !== 'journald') return plain;
     const enrich = srcCfg.type === 'container_logs' && srcCfg.kubernetes_metadata.enabled && this.kube.enabled;
-    if (!enrich && srcCfg.parser === 'none') return plain;
+    // journald has its PRIORITY; container lines always pass the stage, which reads a text line's level.
+    if (srcCfg.type === 'journald' && srcCfg.parser === 'none') return plain;
     const stage = new EnrichStage({
       source: name,
       inner: plain,

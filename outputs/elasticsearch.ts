@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { Attributes, Body, LogRecord } from '../agent/record.ts';
 import { formatBytes } from '../agent/config/units.ts';
+import { severityLevel } from '../parsers/severity.ts';
 import { outputCommon } from './common_config.ts';
 import { bodyExcerpt, errorForStatus, gzipBody, httpClientKeys, outputClient, type HttpClient, type HttpResponse } from './http_client.ts';
 import { PermanentError, RetryableError, type Output, type OutputContext, type RecordFailure, type SendResult } from './output.ts';
@@ -69,6 +70,11 @@ export const elasticsearchConfig = z
     replace_dots: z.enum(['labels', 'all', 'none']).default('labels'),
     /** `_id` = a hash of the document, so a batch sent again is recognised instead of stored twice. */
     generate_id: z.boolean().default(false),
+    /**
+     * ECS `log.level` on every document with a severity number: its level (`trace` `debug` `info`
+     * `warn` `error` `fatal`), the same six values whatever each app wrote (that stays in severity_text).
+     */
+    log_level: z.boolean().default(true),
   })
   .superRefine((c, ctx) => {
     if (c.mode === 'data_stream') {
@@ -215,6 +221,7 @@ export class BulkEncoder {
   private readonly fixedAction: Action | undefined;
   private readonly extra: string;
   private readonly generateId: boolean;
+  private readonly logLevel: boolean;
   private lastKey = '\0';
   private lastAction: Action = { prefix: '', line: '' };
   private readonly actions = new Map<string, Action>();
@@ -222,6 +229,7 @@ export class BulkEncoder {
   constructor(config: ElasticsearchConfig) {
     this.dots = config.replace_dots;
     this.generateId = config.generate_id;
+    this.logLevel = config.log_level;
     if (config.mode === 'data_stream') {
       const ds = { type: 'logs', dataset: 'kubernetes', namespace: 'default', ...config.data_stream };
       this.op = 'create';
@@ -305,7 +313,11 @@ export class BulkEncoder {
   source(r: LogRecord): string {
     let s = '{"@timestamp":"' + r.timestamp + '","observed_timestamp":"' + r.observedTimestamp + '"';
     if (r.severityText !== undefined) s += ',"severity_text":' + JSON.stringify(r.severityText);
-    if (r.severityNumber !== undefined) s += ',"severity_number":' + r.severityNumber;
+    if (r.severityNumber !== undefined) {
+      s += ',"severity_number":' + r.severityNumber;
+      const level = this.logLevel ? severityLevel(r.severityNumber) : undefined;
+      if (level !== undefined) s += ',"log":{"level":"' + level + '"}';
+    }
     return s + ',"body":' + this.body(r.body) + ',"attributes":' + this.fragment(r.attributes) + ',"resource":' + this.fragment(r.resource) + this.extra + '}';
   }
 

@@ -50,13 +50,19 @@ export const lokiConfig = z
     static_labels: z.record(z.string(), z.string().min(1)).default({}),
     line_format: z.enum(['json', 'body']).default('json'),
     /**
+     * A label with the record's level (`trace` `debug` `info` `warn` `error` `fatal`, from
+     * severity_number: every app's spelling gives the same six values), e.g. `level`; records
+     * without a severity number get none. Default: no level label.
+     */
+    level_label: z.string().min(1).nullish(),
+    /**
      * Loki's `max_line_size` (its default: 256KB, which is 250KiB): a longer line is refused here,
      * alone, instead of earning the whole request a 400. 0: no check.
      */
     max_line_size: size('250KiB').default(256_000),
   })
   .superRefine((cfg, ctx) => {
-    for (const p of labelConfigProblems(cfg.labels, cfg.static_labels)) ctx.addIssue({ code: 'custom', path: p.path, message: p.message });
+    for (const p of labelConfigProblems(cfg.labels, cfg.static_labels, cfg.level_label)) ctx.addIssue({ code: 'custom', path: p.path, message: p.message });
   });
 export type LokiConfig = z.infer<typeof lokiConfig>;
 
@@ -331,7 +337,7 @@ export class LokiOutput implements Output {
     this.gzip = this.json && config.compression === 'gzip';
     this.bodyLines = config.line_format === 'body';
     this.maxLineBytes = config.max_line_size;
-    this.labeler = new StreamLabeler(config.labels, config.static_labels);
+    this.labeler = new StreamLabeler(config.labels, config.static_labels, config.level_label);
     this.headers = { 'content-type': this.json ? 'application/json' : 'application/x-protobuf' };
     if (this.gzip) this.headers['content-encoding'] = 'gzip';
     if (config.tenant_id) this.headers['x-scope-orgid'] = config.tenant_id;

@@ -1,4 +1,5 @@
 import type { AttributeValue, Attributes, LogRecord } from '../agent/record.ts';
+import { LEVELS } from '../parsers/severity.ts';
 import type { RecordFailure } from './output.ts';
 
 /**
@@ -63,8 +64,13 @@ export interface LabelConfigProblem {
 }
 
 /** Label names Loki takes, no unbounded attribute, no name twice, at most MAX_LABEL_NAMES. */
-export function labelConfigProblems(labels: LabelSources, staticLabels: Readonly<Record<string, string>>): LabelConfigProblem[] {
+export function labelConfigProblems(labels: LabelSources, staticLabels: Readonly<Record<string, string>>, levelLabel?: string | null): LabelConfigProblem[] {
   const out: LabelConfigProblem[] = [];
+  if (levelLabel) {
+    const bad = labelNameProblem(levelLabel);
+    if (bad) out.push({ path: ['level_label'], message: bad });
+    if (levelLabel in labels || levelLabel in staticLabels) out.push({ path: ['level_label'], message: `${levelLabel} is also under labels or static_labels; a stream has one value per label name` });
+  }
   for (const [name, source] of Object.entries(labels)) {
     const bad = labelNameProblem(name);
     if (bad) out.push({ path: ['labels', name], message: bad });
@@ -84,7 +90,7 @@ export function labelConfigProblems(labels: LabelSources, staticLabels: Readonly
     if (name in labels) out.push({ path: ['static_labels', name], message: `${name} is also under labels; a stream has one value per label name` });
     if (value.length > MAX_LABEL_VALUE_LENGTH) out.push({ path: ['static_labels', name], message: `longer than Loki's ${MAX_LABEL_VALUE_LENGTH} characters per label value` });
   }
-  const count = new Set([...Object.keys(labels), ...Object.keys(staticLabels)]).size;
+  const count = new Set([...Object.keys(labels), ...Object.keys(staticLabels), ...(levelLabel ? [levelLabel] : [])]).size;
   if (count > MAX_LABEL_NAMES) {
     out.push({
       path: ['labels'],
@@ -124,8 +130,13 @@ const FALLBACK_LABEL = { name: 'service_name', value: 'unknown_service' } as con
 export class StreamLabeler {
   private readonly specs: readonly LabelSpec[];
   private readonly cache = new WeakMap<Attributes, ResourceSplit>();
+  /** `level_label`: the record's level (parsers/severity.ts `severityLevel`) as one more label. */
+  readonly levelLabel: string | undefined;
+  /** Per resource, its split for each level index (0: no level, 1-6: LEVELS). */
+  private readonly levelled = new WeakMap<Attributes, (ResourceSplit | undefined)[]>();
 
-  constructor(labels: LabelSources, staticLabels: Readonly<Record<string, string>>) {
+  constructor(labels: LabelSources, staticLabels: Readonly<Record<string, string>>, levelLabel?: string | null) {
+    this.levelLabel = levelLabel ?? undefined;
     const specs: LabelSpec[] = [];
     for (const [name, source] of Object.entries(labels)) {
       specs.push({ name, attrs: typeof source === 'string' ? [source] : source, fixed: undefined });
@@ -138,17 +149,34 @@ export class StreamLabeler {
   split(resource: Attributes): ResourceSplit {
     let split = this.cache.get(resource);
     if (split === undefined) {
-      split = this.compute(resource);
+      split = this.compute(resource, this.specs);
       this.cache.set(resource, split);
     }
     return split;
   }
 
-  private compute(resource: Attributes): ResourceSplit {
+  /** The split of a resource for records of one level (`levelIndex`); `split` when there is no level label. */
+  splitAt(resource: Attributes, level: number): ResourceSplit {
+    if (this.levelLabel === undefined || level === 0) return this.split(resource);
+    let byLevel = this.levelled.get(resource);
+    if (byLevel === undefined) {
+      byLevel = [];
+      this.levelled.set(resource, byLevel);
+    }
+    let split = byLevel[level];
+    if (split === undefined) {
+      const specs = [...this.specs, { name: this.levelLabel, attrs: [], fixed: LEVELS[level - 1] }].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      split = this.compute(resource, specs);
+      byLevel[level] = split;
+    }
+    return split;
+  }
+
+  private compute(resource: Attributes, specs: readonly LabelSpec[]): ResourceSplit {
     const names: string[] = [];
     const values: string[] = [];
     let used: Set<string> | undefined;
-    for (const spec of this.specs) {
+    for (const spec of specs) {
       let value = spec.fixed;
       for (let i = 0; value === undefined && i < spec.attrs.length; i++) {
         const attr = spec.attrs[i]!;
@@ -309,18 +337,21 @@ export function groupStreams(
   const groups: StreamGroup[] = [];
   // Most neighbours share a resource (one file's records): skip even the map lookup for them.
   let lastResource: Attributes | undefined;
+  let lastLevel = 0;
   let lastGroup: StreamGroup | undefined;
   let lastRest: Attributes = {};
+  const levelled = labeler.levelLabel !== undefined;
   for (let i = 0; i < records.length; i++) {
     const r = records[i]!;
     if (!times.read(r.timestamp)) {
       failed.push({ index: i, retryable: false, reason: `timestamp ${JSON.stringify(r.timestamp)} is not an RFC 3339 time after 1970` });
       continue;
     }
+    const level = levelled ? levelIndex(r.severityNumber) : 0;
     let group: StreamGroup;
-    if (r.resource === lastResource) group = lastGroup!;
+    if (r.resource === lastResource && level === lastLevel) group = lastGroup!;
     else {
-      const split = labeler.split(r.resource);
+      const split = labeler.splitAt(r.resource, level);
       lastRest = split.rest;
       let found = bySelector.get(split.selector);
       if (found === undefined) {
@@ -330,12 +361,18 @@ export function groupStreams(
       }
       group = found;
       lastResource = r.resource;
+      lastLevel = level;
       lastGroup = group;
     }
     group.entries.push({ index: i, seconds: times.seconds, nanos: times.nanos, rest: lastRest });
   }
   for (const g of groups) if (!isSorted(g.entries)) g.entries.sort(byTime);
   return groups;
+}
+
+/** 0 for no severity number, else 1-6 for LEVELS (the same bands as severityLevel). */
+function levelIndex(n: number | undefined): number {
+  return n === undefined || n < 1 || n > 24 ? 0 : ((n - 1) >> 2) + 1;
 }
 
 function isSorted(entries: readonly StreamEntry[]): boolean {

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { severityFromFields, severityFromText, severityFromValue, severityShortName } from './severity.ts';
+import { LEVELS, severityFromFields, severityFromText, severityFromValue, severityLevel, severityShortName } from './severity.ts';
 
 describe('severityFromValue', () => {
   it('maps level words in any case, keeping the text as written', () => {
@@ -25,23 +25,33 @@ describe('severityFromValue', () => {
     for (const [value, number] of cases) expect(severityFromValue(value), value).toEqual({ text: value, number });
   });
 
-  it('maps single letters and numbers to the data model`s short names', () => {
-    expect(severityFromValue('W')).toEqual({ text: 'WARN', number: 13 });
-    expect(severityFromValue('e')).toEqual({ text: 'ERROR', number: 17 });
+  it('numbers single letters and numbers, keeping the text as the source wrote it (the data model`s SeverityText)', () => {
+    expect(severityFromValue('W')).toEqual({ text: 'W', number: 13 });
+    expect(severityFromValue('e')).toEqual({ text: 'e', number: 17 });
     // pino / bunyan
     expect([10, 20, 30, 40, 50, 60, 35].map((v) => severityFromValue(v))).toEqual([
-      { text: 'TRACE', number: 1 },
-      { text: 'DEBUG', number: 5 },
-      { text: 'INFO', number: 9 },
-      { text: 'WARN', number: 13 },
-      { text: 'ERROR', number: 17 },
-      { text: 'FATAL', number: 21 },
-      { text: 'INFO', number: 9 },
+      { text: '10', number: 1 },
+      { text: '20', number: 5 },
+      { text: '30', number: 9 },
+      { text: '40', number: 13 },
+      { text: '50', number: 17 },
+      { text: '60', number: 21 },
+      { text: '35', number: 9 },
     ]);
-    // syslog, also as strings (journald's PRIORITY)
+    // syslog, also as strings
     expect([0, 1, 2, 3, 4, 5, 6, 7].map((v) => severityFromValue(v)?.number)).toEqual([21, 21, 21, 17, 13, 10, 9, 5]);
-    expect(severityFromValue('3')).toEqual({ text: 'ERROR', number: 17 });
-    expect(severityFromValue('5')).toEqual({ text: 'INFO2', number: 10 });
+    expect(severityFromValue('3')).toEqual({ text: '3', number: 17 });
+    expect(severityFromValue('5')).toEqual({ text: '5', number: 10 });
+  });
+
+  it('gives receivers that key on a level one of six names per number, whatever the spelling', () => {
+    const spellings = ['warn', 'WARNING', 'Warning', 'W', '40', 'wrn'];
+    expect(new Set(spellings.map((v) => severityLevel(severityFromValue(v)!.number)))).toEqual(new Set(['warn']));
+    expect([1, 4, 5, 8, 9, 10, 12, 13, 16, 17, 20, 21, 24].map(severityLevel)).toEqual([
+      'trace', 'trace', 'debug', 'debug', 'info', 'info', 'info', 'warn', 'warn', 'error', 'error', 'fatal', 'fatal',
+    ]);
+    expect([undefined, 0, 25].map(severityLevel)).toEqual([undefined, undefined, undefined]);
+    expect(LEVELS).toEqual(['trace', 'debug', 'info', 'warn', 'error', 'fatal']);
   });
 
   it('leaves unknown values alone', () => {
@@ -69,7 +79,7 @@ describe('severityFromValue', () => {
 describe('severityFromFields', () => {
   it('reads the common level fields', () => {
     expect(severityFromFields({ level: 'warn', msg: 'x' })).toEqual({ text: 'warn', number: 13 });
-    expect(severityFromFields({ level: 50, msg: 'pino' })).toEqual({ text: 'ERROR', number: 17 });
+    expect(severityFromFields({ level: 50, msg: 'pino' })).toEqual({ text: '50', number: 17 });
     expect(severityFromFields({ severity: 'WARNING', message: 'gcp' })).toEqual({ text: 'WARNING', number: 13 });
     expect(severityFromFields({ lvl: 'eror' })).toBeUndefined();
     expect(severityFromFields({ loglevel: 'debug' })).toEqual({ text: 'debug', number: 5 });
@@ -81,7 +91,7 @@ describe('severityFromFields', () => {
   });
 
   it('skips a field it does not recognise for the next one, and finds nothing in others', () => {
-    expect(severityFromFields({ level: { name: 'x' }, severity: 'E' })).toEqual({ text: 'ERROR', number: 17 });
+    expect(severityFromFields({ level: { name: 'x' }, severity: 'E' })).toEqual({ text: 'E', number: 17 });
     expect(severityFromFields({ msg: 'error happened', status: 'error' })).toBeUndefined();
     expect(severityFromFields({ log: ['error'] })).toBeUndefined();
   });
@@ -93,9 +103,9 @@ describe('severityFromText', () => {
       ['ERROR something broke', 'ERROR', 17],
       ['[WARN] disk almost full', 'WARN', 13],
       ['[warn] disk almost full', 'warn', 13],
-      ['E1121 10:00:00.123456    1234 file.go:123] failed to sync', 'ERROR', 17],
-      ['W1121 10:00:00.123456    1234 file.go:123] slow', 'WARN', 13],
-      ['I1121 10:00:00.123456    1234 file.go:123] ok', 'INFO', 9],
+      ['E1121 10:00:00.123456    1234 file.go:123] failed to sync', 'E', 17],
+      ['W1121 10:00:00.123456    1234 file.go:123] slow', 'W', 13],
+      ['I1121 10:00:00.123456    1234 file.go:123] ok', 'I', 9],
       ['2026-11-21T10:00:00.512+01:00  INFO 1 --- [orders] [main] c.e.App : Started', 'INFO', 9],
       ['2026-11-21 10:00:02,377 ERROR worker.main: job 77 failed', 'ERROR', 17],
       ['2026-11-21 10:00:02.377 [http-nio-8080-exec-1] WARN  c.e.Api - slow request', 'WARN', 13],

@@ -3,10 +3,10 @@
  * field of a parsed body, or the level word near the start of a text line.
  *
  * Numbers follow the OpenTelemetry log data model: TRACE 1-4, DEBUG 5-8, INFO 9-12, WARN 13-16,
- * ERROR 17-20, FATAL 21-24. `text` is the level as the source wrote it (`warning`, `WARN`, `Error`),
- * which is what the data model asks `SeverityText` to be, except where the source wrote a number or a
- * single letter (pino's `30`, klog's `E`): those say nothing to a reader, so `text` is then the
- * data model's short name for the number (`INFO`, `ERROR`, `INFO2`).
+ * ERROR 17-20, FATAL 21-24. `text` is the level as the source wrote it (`warning`, `WARN`, `Error`,
+ * pino's `30`, klog's `E`), which is what the data model asks `SeverityText` to be. Outputs whose
+ * receivers key on a level (a Loki label, Elasticsearch's `log.level`) use `severityLevel` of the
+ * number instead: one of six names, whatever each app's own spelling.
  */
 
 export interface Severity {
@@ -77,6 +77,21 @@ function fromLetter(c: number): number {
 
 const SHORT_NAMES = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR', 'FATAL'];
 
+/** The six levels, in order: what `severityLevel` gives. */
+export const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
+export type Level = (typeof LEVELS)[number];
+
+/**
+ * The level of a severity number for receivers that key on a level: 1-4 `trace`, 5-8 `debug`,
+ * 9-12 `info`, 13-16 `warn`, 17-20 `error`, 21-24 `fatal` (the data model's short names without
+ * their 2-4 suffix, in lower case, as Loki's `detected_level` and ECS write them); undefined for
+ * a record without a number. Six values at most: safe as a Loki label.
+ */
+export function severityLevel(n: number | undefined): Level | undefined {
+  if (n === undefined || n < 1 || n > 24) return undefined;
+  return LEVELS[(n - 1) >> 2];
+}
+
 /** The data model's short name of a severity number: `INFO`, `INFO2`… */
 export function severityShortName(n: number): string {
   const base = SHORT_NAMES[(n - 1) >> 2]!;
@@ -109,7 +124,7 @@ function fromNumber(v: number): Severity | undefined {
   if (v >= 0 && v <= 7) n = SYSLOG[v]!;
   else if (v >= 10 && v <= 60) n = v === 60 ? 21 : 1 + 4 * (Math.floor(v / 10) - 1);
   else return undefined;
-  return { text: severityShortName(n), number: n };
+  return { text: String(v), number: n };
 }
 
 /** Severity from one level value: a word in any case, a letter, or a number (also as a string). */
@@ -124,11 +139,12 @@ export function severityFromValue(value: unknown): Severity | undefined {
       const c = value.charCodeAt(i);
       if (c < 48 || c > 57) return undefined;
     }
-    return fromNumber(Number(value));
+    const s = fromNumber(Number(value));
+    return s && { text: value, number: s.number };
   }
   if (len === 1) {
     const n = fromLetter(c0);
-    return n === 0 ? undefined : { text: severityShortName(n), number: n };
+    return n === 0 ? undefined : { text: value, number: n };
   }
   const n = WORDS.get(value.toLowerCase());
   return n === undefined ? undefined : { text: value, number: n };
@@ -213,7 +229,7 @@ export function severityFromText(line: string): Severity | undefined {
     line.charCodeAt(i + 5) === 32
   ) {
     const num = fromLetter(c0);
-    return { text: severityShortName(num), number: num };
+    return { text: line[i]!, number: num };
   }
   for (let k = 0; k < 2; k++) {
     let j = i;

@@ -7,6 +7,7 @@ import type { Attributes, LogRecord } from '../agent/record.ts';
 import { classifyBulkAnswer, ElasticsearchOutput, elasticsearchConfig, encodeApiKey, IndexPattern, type ElasticsearchConfig } from '../outputs/elasticsearch.ts';
 import { PermanentError, RetryableError } from '../outputs/output.ts';
 import { outputPlugins } from '../outputs/registry.ts';
+import { severityLevel } from '../parsers/severity.ts';
 import { ElasticsearchBulk, filterPath, mapperParsing, REJECTED_EXECUTION, type ElasticsearchBulkOptions } from './fakes/elasticsearch_bulk.ts';
 import { outputSuite, podResource, recordBuilder, send, stderrAttrs, stdoutAttrs, TRICKY_TEXT } from './helpers/output_fixtures.ts';
 
@@ -33,7 +34,7 @@ function expectedDoc(r: LogRecord, attributes: Attributes = r.attributes, res: A
     '@timestamp': r.timestamp,
     observed_timestamp: r.observedTimestamp,
     ...(r.severityText !== undefined ? { severity_text: r.severityText } : {}),
-    ...(r.severityNumber !== undefined ? { severity_number: r.severityNumber } : {}),
+    ...(r.severityNumber !== undefined ? { severity_number: r.severityNumber, log: { level: severityLevel(r.severityNumber) } } : {}),
     body: typeof r.body === 'string' ? { text: r.body } : Array.isArray(r.body) ? { text: JSON.stringify(r.body) } : { structured: r.body },
     attributes,
     resource: res,

@@ -1,7 +1,7 @@
 import { parseJsonBody } from '../../parsers/json_body.ts';
 import { parseLogfmt } from '../../parsers/logfmt.ts';
 import { compileBodyRegex, type BodyRegex } from '../../parsers/regex_body.ts';
-import { severityFromFields } from '../../parsers/severity.ts';
+import { severityFromFields, severityFromText } from '../../parsers/severity.ts';
 import { extractTimestamp } from '../../parsers/timestamp_extract.ts';
 import type { LogRecord } from '../record.ts';
 import type { ParserConfig, ParserName } from './config.ts';
@@ -43,12 +43,24 @@ export function parserFromConfig(config: ParserConfig, keyPath: string): ChosenP
   return { name: 'regex', parse: (text) => regex.match(text) };
 }
 
-/** Parses `record`'s body in place; false when it is a string the parser could not read. */
+/**
+ * Parses `record`'s body in place; false when it is a string the parser could not read. A body
+ * that stays text (no parser, or one that could not read it) gets its severity from the level word
+ * at its start (`ERROR …`, `[warn] …`, klog's `E1121 …`; parsers/severity.ts), so every record
+ * that says its level has a severity_number.
+ */
 export function parseRecordBody(record: LogRecord, parser: ChosenParser, timestampFromBody: boolean): boolean {
   const parse = parser.parse;
-  if (parse === undefined || typeof record.body !== 'string') return true;
+  if (typeof record.body !== 'string') return true;
+  if (parse === undefined) {
+    levelFromText(record, record.body);
+    return true;
+  }
   const fields = parse(record.body);
-  if (fields === undefined) return false;
+  if (fields === undefined) {
+    levelFromText(record, record.body);
+    return false;
+  }
   record.body = fields;
   if (record.severityNumber === undefined) {
     const severity = severityFromFields(fields);
@@ -62,4 +74,13 @@ export function parseRecordBody(record: LogRecord, parser: ChosenParser, timesta
     if (t) record.timestamp = t.timestamp;
   }
   return true;
+}
+
+function levelFromText(record: LogRecord, text: string): void {
+  if (record.severityNumber !== undefined) return;
+  const severity = severityFromText(text);
+  if (severity) {
+    record.severityText = severity.text;
+    record.severityNumber = severity.number;
+  }
 }
