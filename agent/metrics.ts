@@ -147,6 +147,12 @@ export class SelfMetrics {
     'Records a log_to_metric metric counted in its "other" series because it already had max_series label sets.',
     ['transform', 'metric'],
   );
+  readonly throttleExceeded = this.counter(
+    'telemetry_agent_throttle_exceeded_records_total',
+    'Records over their key\'s budget in a throttle: dropped (when_exceeded="drop") or passed with their file read more slowly (when_exceeded="pause").',
+    ['transform', 'when_exceeded'],
+  );
+  readonly throttleKeys = this.gauge('telemetry_agent_throttle_keys', 'Keys a throttle holds a budget for (at most its max_keys).', ['transform']);
   readonly configReloads = this.counter('telemetry_agent_config_reloads_total', 'Config reloads, by result.', ['result']);
   readonly leader = this.gauge('telemetry_agent_leader', '1 on the agent that leads cluster-scoped work.', []);
   readonly buildInfo = this.gauge('telemetry_agent_build_info', 'Always 1; labels carry the version.', ['version', 'node_version']);

@@ -5,6 +5,7 @@ import { criLine, criTime, sampleValue } from './helpers/agent_harness.ts';
 import { PrometheusServer } from './helpers/prometheus.ts';
 import { requireTool } from './helpers/tools.ts';
 import { TransformAgent } from './helpers/transform_agent.ts';
+import { waitFor } from './helpers/child_agent.ts';
 
 /**
  * One end-to-end test per transform type against a real agent process: log files in, NDJSON out,
@@ -376,4 +377,140 @@ describe('transform dedupe, end to end', () => {
     expect(await running.stop()).toBe(0);
     expect(running.checkpointOffsets().get(logPath)).toBe(statSync(logPath).size);
   });
+});
+
+describe('transform throttle, end to end', () => {
+  it('when_exceeded: drop keeps each key within its budget and counts the rest', async () => {
+    running = await TransformAgent.start({
+      transforms: `  per_pod:
+    type: throttle
+    inputs: [containers]
+    key: 'resource["k8s.pod.name"]'
+    rate: 1/s
+    burst: 5
+    when_exceeded: drop
+`,
+      outputs: { out: ['per_pod'] },
+      before: (tree) => {
+        tree.container({ pod: 'loud', content: Array.from({ length: 50 }, (_, i) => criLine(`loud ${i}`, { time: criTime(i + 1) })).join('') });
+        tree.container({ pod: 'quiet', content: [0, 1, 2].map((i) => criLine(`quiet ${i}`, { time: criTime(i + 1) })).join('') });
+      },
+    });
+    await running.waitRecords('out', 8);
+    await new Promise((r) => setTimeout(r, 300));
+    const out = running.records('out');
+    // Reading takes well under a second: the loud pod spends its burst of 5, the rest is over budget.
+    expect(out.filter((r) => r.resource['k8s.pod.name'] === 'loud').map((r) => r.body)).toEqual(['loud 0', 'loud 1', 'loud 2', 'loud 3', 'loud 4']);
+    expect(out.filter((r) => r.resource['k8s.pod.name'] === 'quiet').map((r) => r.body)).toEqual(['quiet 0', 'quiet 1', 'quiet 2']);
+    const m = await running.metrics();
+    expect(sampleValue(m, 'telemetry_agent_dropped_records_total', { component: 'per_pod', reason: 'throttled' })).toBe(45);
+    expect(sampleValue(m, 'telemetry_agent_throttle_exceeded_records_total', { transform: 'per_pod', when_exceeded: 'drop' })).toBe(45);
+    expect(sampleValue(m, 'telemetry_agent_throttle_keys', { transform: 'per_pod' })).toBe(2);
+  });
+
+  it('when_exceeded: pause reads a pod writing 50 MiB/s at its 1 MiB/s budget, losing nothing, while 20 quiet pods keep p99 latency under 1 s', async () => {
+    let loudPath = '';
+    const quietPaths: string[] = [];
+    running = await TransformAgent.start({
+      transforms: `  per_pod:
+    type: throttle
+    inputs: [containers]
+    key: 'resource["k8s.pod.name"]'
+    rate: 1MiB/s
+    burst: 1MiB
+    when_exceeded: pause
+`,
+      outputs: { out: ['per_pod'] },
+      before: (tree) => {
+        loudPath = tree.container({ pod: 'loud' }).logPath;
+        for (let i = 0; i < 20; i++) quietPaths.push(tree.container({ pod: `quiet-${i}` }).logPath);
+      },
+    });
+    const { appendFileSync } = await import('node:fs');
+    // Quiet pods: one line each every 100 ms, carrying the time it was written.
+    let quietSeq = 0;
+    const quietTimer = setInterval(() => {
+      const now = Date.now();
+      for (const p of quietPaths) appendFileSync(p, criLine(`quiet written=${now} seq=${quietSeq}`, { time: new Date(now).toISOString().replace('Z', '000000Z') }));
+      quietSeq++;
+    }, 100);
+    // The loud pod: 12 MiB of 300-byte lines in about a quarter of a second (50 MiB/s), in 256 KiB writes.
+    const pad = 'x'.repeat(240);
+    const LOUD = 12 * 1024 * 1024;
+    let loudLines = 0;
+    let written = 0;
+    const loudStart = Date.now();
+    while (written < LOUD) {
+      let chunk = '';
+      while (chunk.length < 256 * 1024) chunk += criLine(`loud seq=${String(loudLines++).padStart(8, '0')} ${pad}`, { time: criTime(1) });
+      appendFileSync(loudPath, chunk);
+      written += chunk.length;
+      // No faster than 50 MiB/s.
+      const due = loudStart + (written / (50 * 1024 * 1024)) * 1000;
+      await new Promise((r) => setTimeout(r, Math.max(0, due - Date.now())));
+    }
+    const writeSeconds = (Date.now() - loudStart) / 1000;
+
+    // Watch the output: when each quiet line arrives, and when the loud pod's last line does.
+    const seen = new Map<string, number>();
+    let offset = 0;
+    let loudArrived = 0;
+    let lastLoudAt = 0;
+    const { openSync, readSync, closeSync, existsSync } = await import('node:fs');
+    const scan = () => {
+      const path = running!.outputPath('out');
+      if (!existsSync(path)) return;
+      const fd = openSync(path, 'r');
+      const buf = Buffer.alloc(4 * 1024 * 1024);
+      let text = '';
+      for (;;) {
+        const n = readSync(fd, buf, 0, buf.length, offset);
+        if (n === 0) break;
+        text += buf.toString('utf8', 0, n);
+        offset += n;
+      }
+      closeSync(fd);
+      const cut = text.lastIndexOf('\n');
+      offset -= text.length - (cut + 1);
+      const now = Date.now();
+      for (const line of text.slice(0, cut + 1).split('\n')) {
+        if (!line) continue;
+        const r = JSON.parse(line) as { body: string; resource: Record<string, string> };
+        if (r.body.startsWith('quiet')) seen.set(`${r.resource['k8s.pod.name']} ${r.body}`, now);
+        else {
+          loudArrived++;
+          lastLoudAt = now;
+        }
+      }
+    };
+    try {
+      await waitFor('every loud line', () => {
+        scan();
+        return loudArrived >= loudLines;
+      }, 60_000, 50);
+    } finally {
+      clearInterval(quietTimer);
+    }
+    await waitFor('the last quiet lines', () => {
+      scan();
+      return seen.size >= quietSeq * 20;
+    }, 10_000, 50);
+
+    // Nothing lost, nothing twice, in order.
+    expect(loudArrived).toBe(loudLines);
+    const loud = running.records('out').filter((r) => r.resource['k8s.pod.name'] === 'loud').map((r) => (r.body as string).slice(0, 17));
+    expect(loud).toEqual(Array.from({ length: loudLines }, (_, i) => `loud seq=${String(i).padStart(8, '0')}`));
+    // Later: written in a fraction of a second, read at about 1 MiB/s after the 1 MiB burst.
+    expect(writeSeconds).toBeLessThan(3);
+    expect((lastLoudAt - loudStart) / 1000).toBeGreaterThan(8);
+    // The quiet pods kept their pace meanwhile.
+    const latencies = [...seen].map(([key, at]) => at - Number(/written=(\d+)/.exec(key)![1])).sort((a, b) => a - b);
+    const p99 = latencies[Math.floor(latencies.length * 0.99)]!;
+    console.log(`throttle pause: ${loudLines} loud lines (${LOUD / 1048576} MiB) written in ${writeSeconds.toFixed(2)} s, all arrived after ${((lastLoudAt - loudStart) / 1000).toFixed(1)} s; ${latencies.length} quiet lines, p50 ${latencies[Math.floor(latencies.length / 2)]} ms, p99 ${p99} ms`);
+    expect(latencies.length).toBe(quietSeq * 20);
+    expect(p99).toBeLessThan(1000);
+    const m = await running.metrics();
+    expect(sampleValue(m, 'telemetry_agent_dropped_records_total', { component: 'per_pod' })).toBeUndefined();
+    expect(sampleValue(m, 'telemetry_agent_throttle_exceeded_records_total', { transform: 'per_pod', when_exceeded: 'pause' })).toBeGreaterThan(loudLines / 2);
+  }, 90_000);
 });

@@ -6,6 +6,7 @@ import { Modify, modifyConfig } from './modify.ts';
 import { Redact, redactConfig } from './redact.ts';
 import { Route, routeConfig } from './route.ts';
 import { Sample, sampleConfig } from './sample.ts';
+import { Throttle, throttleConfig } from './throttle.ts';
 import type { Transform, TransformContext } from './transform.ts';
 
 /** Every transform type the config accepts: its schema and its factory. A new transform adds one line here. */
@@ -19,6 +20,7 @@ export const transformPlugins = {
     create: (c: z.infer<typeof logToMetricConfig>, ctx: TransformContext) => new LogToMetric(c, ctx),
   },
   dedupe: { schema: dedupeConfig, create: (c: z.infer<typeof dedupeConfig>, ctx: TransformContext) => new Dedupe(c, ctx) },
+  throttle: { schema: throttleConfig, create: (c: z.infer<typeof throttleConfig>, ctx: TransformContext) => new Throttle(c, ctx) },
   route: { schema: routeConfig, create: (c: z.infer<typeof routeConfig>, ctx: TransformContext) => new Route(c, ctx) },
 } as const;
 

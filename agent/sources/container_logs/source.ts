@@ -12,6 +12,7 @@ import { ContainerDecoder, DOCKER_PHYSICAL_LINE_CAP } from './container_decoder.
 import { discover, globBase } from './discovery.ts';
 import { TAIL_BYTES, fingerprint, fingerprintMatches, identityKey, tailMatches } from './file_identity.ts';
 import { resourceFromPaths } from './path_metadata.ts';
+import { ReadPacing } from './read_pacing.ts';
 import { TailedFile, type RewriteReason } from './tailed_file.ts';
 import { FolderWatcher } from './watcher.ts';
 
@@ -67,6 +68,11 @@ export class ContainerLogsSource implements Source {
   /** The file each real path names now. */
   private readonly byPath = new Map<string, TailedFile>();
   private readonly dirty = new Set<TailedFile>();
+  /** Files a throttle downstream asked to read later (`when_exceeded: pause`). */
+  private readonly pacing = new ReadPacing<TailedFile>((file) => {
+    this.dirty.add(file);
+    this.kick();
+  });
   private restore = new Map<string, FileCheckpoint>();
   private restoredAt: number | undefined;
   /** Set when checkpoint entries were lost: files found at start without one may repeat what was sent. */
@@ -141,6 +147,7 @@ export class ContainerLogsSource implements Source {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     this.watcher.close();
+    this.pacing.clear();
     this.wake?.();
     await this.loopDone;
     // P chunks still waiting for their F are not emitted: the checkpoint stays before them, so the
@@ -477,6 +484,7 @@ export class ContainerLogsSource implements Source {
   private nextFile(): TailedFile | undefined {
     for (const file of this.dirty) {
       this.dirty.delete(file);
+      if (this.pacing.waiting(file)) continue; // back in line when its pause is over
       const pred = file.predecessor;
       if (pred && !pred.finished && !(pred.atEof && pred.state !== 'live')) {
         if (pred.fd === undefined && !this.files.has(pred.key)) file.predecessor = undefined;
@@ -539,16 +547,21 @@ export class ContainerLogsSource implements Source {
     }
     this.unackedBytes += bytes;
     this.unackedBatches++;
-    return this.ctx.emitter.emit(records, bytes, () => {
-      accepted();
-      this.unackedBytes -= bytes;
-      this.unackedBatches--;
-      this.checkpointDirty = true;
-      // Saved before the output takes its next batch, so a crash repeats at most this much.
-      this.ackedSinceSave += bytes;
-      if (this.ackedSinceSave >= CHECKPOINT_EVERY_BYTES) this.saveCheckpoint(false);
-      if (this.unackedBytes < this.window()) this.kick();
-    });
+    return this.ctx.emitter.emit(
+      records,
+      bytes,
+      () => {
+        accepted();
+        this.unackedBytes -= bytes;
+        this.unackedBatches--;
+        this.checkpointDirty = true;
+        // Saved before the output takes its next batch, so a crash repeats at most this much.
+        this.ackedSinceSave += bytes;
+        if (this.ackedSinceSave >= CHECKPOINT_EVERY_BYTES) this.saveCheckpoint(false);
+        if (this.unackedBytes < this.window()) this.kick();
+      },
+      this.pacing.paceFor(file),
+    );
   }
 
   // --- periodic work -----------------------------------------------------------------------
