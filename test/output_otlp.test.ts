@@ -8,7 +8,7 @@ import { OtlpOutput, otlpConfig, resolveOtlpSettings } from '../outputs/otlp.ts'
 import { ExportLogsServiceRequest, MAX_BODY_DEPTH, OtlpLogsEncoder, deepJson, unixNanos } from '../outputs/otlp_logs_encoder.ts';
 import { PermanentError, RetryableError } from '../outputs/output.ts';
 import { createOutput, outputPlugins } from '../outputs/registry.ts';
-import { OtlpReceiver, RpcStatus, type Plain, type ReceivedLog } from './fakes/otlp_receiver.ts';
+import { OtlpReceiver, RpcStatus, type Plain, type ReceivedLog } from '../agent/demo/otlp_receiver.ts';
 import { outputSuite, podResource, recordBuilder, rejection, send, stdoutAttrs } from './helpers/output_fixtures.ts';
 
 // Every OTEL_* variable is cleared before each test and put back after it: the output reads them.

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { ReceiverFake, type Answer, type FakeServerOptions, type ReceivedRequest } from './fake_http_server.ts';
+import { ReceiverFake, type Answer, type FakeServerOptions, type ReceivedRequest } from '../../agent/demo/fake_http_server.ts';
 
 /**
  * A protocol-faithful Elasticsearch bulk endpoint (`POST /_bulk`, `POST /<index>/_bulk`), as the

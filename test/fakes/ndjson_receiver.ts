@@ -1,5 +1,5 @@
 import type { Server } from 'node:http';
-import { ReceiverFake, type Answer, type FakeServerOptions, type ReceivedRequest } from './fake_http_server.ts';
+import { ReceiverFake, type Answer, type FakeServerOptions, type ReceivedRequest } from '../../agent/demo/fake_http_server.ts';
 
 /**
  * A generic NDJSON-over-HTTP receiver, as the `http` output's users run one: Vector's `http_server`

@@ -1,4 +1,4 @@
-import { ReceiverFake, type Answer, type FakeServerOptions, type ReceivedRequest } from './fake_http_server.ts';
+import { ReceiverFake, type Answer, type FakeServerOptions, type ReceivedRequest } from '../../agent/demo/fake_http_server.ts';
 
 /**
  * A protocol-faithful Splunk HTTP Event Collector, JSON event endpoint. What it does, and where

@@ -10,7 +10,7 @@ import { KubeAccess } from '../../agent/kube/kube_access.ts';
 import { createLogger } from '../../agent/log.ts';
 import { SelfMetrics } from '../../agent/metrics.ts';
 import { FakeKubeApiServer, writeKubeconfig, type FakeObject } from '../../agent/demo/kube_api_server.ts';
-import { OtlpReceiver, type ReceivedSpan } from '../fakes/otlp_receiver.ts';
+import { OtlpReceiver, type ReceivedSpan } from '../../agent/demo/otlp_receiver.ts';
 import { waitFor } from './child_agent.ts';
 
 /** The sequences' time zero, one second, and the fake cluster's uid (its kube-system namespace). */
