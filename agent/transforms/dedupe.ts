@@ -57,7 +57,14 @@ export class Dedupe implements Transform {
     this.ctx = ctx;
     this.c = config;
     this.deduplicated = ctx.metrics.droppedRecords.labels({ component: ctx.name, reason: 'deduplicated' });
-    this.timer = setInterval(() => this.leave(Date.now()), Math.min(1000, Math.max(20, Math.floor(config.window / 4))));
+    this.timer = setInterval(() => {
+      try {
+        this.leave(Date.now());
+      } catch (err) {
+        // A bug, not bad input: the runs stay held (their records are read again after a restart).
+        ctx.warnings.warn('leave', `transform ${ctx.name}: ${(err as Error).stack ?? String(err)}`);
+      }
+    }, Math.min(1000, Math.max(20, Math.floor(config.window / 4))));
     this.timer.unref();
   }
 
@@ -87,6 +94,7 @@ export class Dedupe implements Transform {
       if (run) {
         passed.push(this.collapse(run));
         releases.push(...run.releases);
+        streams = this.byOwner.get(owner); // gone when that was its last run
       }
       if (!streams) this.byOwner.set(owner, (streams = new Map()));
       const next: Run = { first: r, count: 1, last: r.timestamp, startedAt: now, releases: [], heldBatch: undefined, owner, key };
