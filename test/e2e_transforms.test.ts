@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { criLine, criTime, sampleValue } from './helpers/agent_harness.ts';
 import { PrometheusServer } from './helpers/prometheus.ts';
@@ -426,7 +426,6 @@ describe('transform throttle, end to end', () => {
         for (let i = 0; i < 20; i++) quietPaths.push(tree.container({ pod: `quiet-${i}` }).logPath);
       },
     });
-    const { appendFileSync } = await import('node:fs');
     // Quiet pods: one line each every 100 ms, carrying the time it was written.
     let quietSeq = 0;
     const quietTimer = setInterval(() => {
@@ -456,7 +455,6 @@ describe('transform throttle, end to end', () => {
     let offset = 0;
     let loudArrived = 0;
     let lastLoudAt = 0;
-    const { openSync, readSync, closeSync, existsSync } = await import('node:fs');
     const scan = () => {
       const path = running!.outputPath('out');
       if (!existsSync(path)) return;
@@ -551,7 +549,6 @@ describe('a graph of four transforms feeding three outputs through routes, throu
         for (const p of pods) paths.push(tree.container(p).logPath);
       },
     });
-    const { appendFileSync } = await import('node:fs');
     const expected = { payments: new Set<string>(), errors: new Set<string>(), rest: new Set<string>() };
     let seq = 0;
     let heartbeats = 0;
@@ -605,4 +602,57 @@ describe('a graph of four transforms feeding three outputs through routes, throu
     expect(running.records('rest').some((r) => r.attributes['kta.repeat.count'] === 3)).toBe(true);
     console.log(`graph through kill -9: ${seq} lines written, payments ${expected.payments.size}, errors ${expected.errors.size}, rest ${expected.rest.size}, heartbeats ${heartbeats} counted ${counted}`);
   }, 90_000);
+});
+
+describe('transforms and hot reload', () => {
+  it('a removed transform hands on what it holds, a changed one is swapped without loss, an expression that does not compile is a rejected reload', async () => {
+    let logPath = '';
+    running = await TransformAgent.start({
+      transforms: `  quiet:
+    type: dedupe
+    inputs: [containers]
+    window: 60s
+`,
+      outputs: { out: ['quiet'] },
+      before: (tree) => {
+        logPath = tree.container({ content: ['a', 'a', 'a', 'b'].map((b, i) => criLine(b, { time: criTime(i + 1) })).join('') }).logPath;
+      },
+    });
+    const bodies = () => running!.records('out').map((r) => [r.body, r.attributes['kta.repeat.count']]);
+    await waitFor('the first run', () => running!.records('out').length === 1, 10_000);
+    expect(bodies()).toEqual([['a', 3]]);
+    const reloads = async (result: string) => sampleValue(await running!.metrics(), 'telemetry_agent_config_reloads_total', { result }) ?? 0;
+
+    // 1. The dedupe goes away while it holds `b` (its window is a minute): `b` goes on at once, once.
+    running.writeConfig(`  keep_all:\n    type: filter\n    inputs: [containers]\n    drop: 'body == "noise"'\n`);
+    const config2 = readFileSync(running.configPath, 'utf8').replace('inputs: ["quiet"]', 'inputs: ["keep_all"]');
+    writeFileSync(running.configPath, config2);
+    running.agent.proc!.kill('SIGHUP');
+    await waitFor('b handed on by the removed dedupe', () => running!.records('out').length === 2, 10_000);
+    expect(bodies()).toEqual([['a', 3], ['b', undefined]]);
+    expect(running.agent.stderr).toContain('transform quiet removed');
+    appendFileSync(logPath, criLine('noise', { time: criTime(5) }) + criLine('c', { time: criTime(6) }));
+    await waitFor('c', () => running!.records('out').length === 3, 10_000);
+
+    // 2. An expression that does not compile: rejected, the running config stays.
+    const good = readFileSync(running.configPath, 'utf8');
+    writeFileSync(running.configPath, good.replace(`drop: 'body == "noise"'`, `drop: 'body ==* "noise"'`));
+    running.agent.proc!.kill('SIGHUP');
+    await waitFor('the rejected reload', async () => (await reloads('failure')) >= 1, 10_000);
+    expect(running.agent.stderr).toMatch(/transforms\.keep_all\.drop: CEL syntax error: line 1, column \d+/);
+    appendFileSync(logPath, criLine('noise', { time: criTime(7) }) + criLine('d', { time: criTime(8) }));
+    await waitFor('d, with noise still filtered', () => running!.records('out').length === 4, 10_000);
+
+    // 3. A changed expression: the filter is swapped; nothing read around the swap is lost.
+    writeFileSync(running.configPath, good.replace(`drop: 'body == "noise"'`, `drop: 'body == "d"'`));
+    running.agent.proc!.kill('SIGHUP');
+    await waitFor('the applied reload', async () => (await reloads('success')) >= 2, 10_000);
+    expect(running.agent.stderr).toContain('transform keep_all changed');
+    appendFileSync(logPath, criLine('noise', { time: criTime(9) }) + criLine('d', { time: criTime(10) }) + criLine('e', { time: criTime(11) }));
+    await waitFor('noise and e', () => running!.records('out').length === 6, 10_000);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(bodies().map(([b]) => b)).toEqual(['a', 'b', 'c', 'd', 'noise', 'e']);
+    expect(await running.stop()).toBe(0);
+    expect(running.checkpointOffsets().get(logPath)).toBe(statSync(logPath).size);
+  }, 60_000);
 });
