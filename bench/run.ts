@@ -19,9 +19,10 @@ import { multilineCost } from './scenarios/multiline.ts';
 import { outputDown } from './scenarios/output_down.ts';
 import { outputsBench } from './scenarios/outputs.ts';
 import { podStartupTracking } from './scenarios/pod_startup_tracking.ts';
+import { transformsBench } from './scenarios/transforms.ts';
 
 /** Add new benchmarks here. */
-const SCENARIOS: Scenario[] = [criThroughput, multilineCost, enrichParse, kubeApiLoad, eventCounting, podStartupTracking, outputsBench, outputDown];
+const SCENARIOS: Scenario[] = [criThroughput, multilineCost, enrichParse, kubeApiLoad, eventCounting, podStartupTracking, outputsBench, outputDown, transformsBench];
 
 async function main(): Promise<number> {
   const args = process.argv.slice(2);

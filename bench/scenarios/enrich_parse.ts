@@ -40,7 +40,7 @@ const PODS = 40;
 const ENRICH_TARGET_US = 1;
 const JSON_TARGET_US = 5;
 
-interface EnrichCorpus {
+export interface EnrichCorpus {
   containersDir: string;
   paths: string[];
   lines: number;
@@ -54,7 +54,7 @@ function podUid(i: number): string {
 }
 
 /** JSON bodies as a Go or Node service writes them, ~190 bytes per CRI line. */
-function ensureCorpus(dataDir: string, mib: number): EnrichCorpus {
+export function ensureCorpus(dataDir: string, mib: number): EnrichCorpus {
   const dir = join(dataDir, `enrich-v1-${mib}mib`);
   const manifest = join(dir, 'corpus.json');
   if (fs.existsSync(manifest)) return JSON.parse(fs.readFileSync(manifest, 'utf8')) as EnrichCorpus;
