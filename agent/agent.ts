@@ -123,7 +123,12 @@ export class Agent {
   }
 
   private transformNode(name: string, tCfg: TransformConfig): TransformNode {
-    return new TransformNode(name, tCfg, { metrics: this.metrics, log: this.log, readers: (port) => this.pipeline.readersOf(port) });
+    return new TransformNode(name, tCfg, {
+      metrics: this.metrics,
+      log: this.log,
+      readers: (port) => this.pipeline.readersOf(port),
+      tap: this.taps.point(name, 'transform'),
+    });
   }
 
   /** The pipeline as configured now: components and the edges between them (read-only). */

@@ -1,11 +1,12 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, closeSync, existsSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { criLine, criTime, sampleValue } from './helpers/agent_harness.ts';
 import { PrometheusServer } from './helpers/prometheus.ts';
 import { requireTool } from './helpers/tools.ts';
 import { TransformAgent } from './helpers/transform_agent.ts';
-import { waitFor } from './helpers/child_agent.ts';
+import { NODE, waitFor } from './helpers/child_agent.ts';
+import { agentNodeFlags, CLI_PATH } from '../agent/runtime_flags.ts';
 
 /**
  * One end-to-end test per transform type against a real agent process: log files in, NDJSON out,
@@ -655,4 +656,29 @@ describe('transforms and hot reload', () => {
     expect(await running.stop()).toBe(0);
     expect(running.checkpointOffsets().get(logPath)).toBe(statSync(logPath).size);
   }, 60_000);
+});
+
+describe('tap a transform', () => {
+  it('`tap scrub --json` shows what the transform passes on (redacted), and /components lists it with its inputs', async () => {
+    running = await TransformAgent.start({
+      transforms: `  scrub:\n    type: redact\n    inputs: [containers]\n    patterns: [email]\n`,
+      outputs: { out: ['scrub'] },
+    });
+    const components = (await (await fetch(`http://127.0.0.1:${running.port}/components`)).json()) as { components: { name: string; kind: string; inputs: string[] }[] };
+    expect(components.components.find((c) => c.name === 'scrub')).toMatchObject({ kind: 'transform', inputs: ['containers'] });
+    const child = spawn(NODE, [...agentNodeFlags(), CLI_PATH, 'tap', 'scrub', '--agent', `http://127.0.0.1:${running.port}`, '--limit', '3', '--json', '--rate', '1000'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    const done = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
+    const listening = async () =>
+      ((await (await fetch(`http://127.0.0.1:${running!.port}/components`)).json()) as { components: { name: string; listeners: number }[] }).components.find((c) => c.name === 'scrub')!.listeners;
+    await waitFor('the tap to subscribe', async () => (await listening()) === 1, 10_000);
+    running.tree.container({ content: [1, 2, 3, 4].map((i) => criLine(`mail user${i}@example.com`, { time: criTime(i) })).join('') });
+    expect(await done).toBe(0);
+    const lines = stdout.split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { body: string }).body);
+    expect(lines).toHaveLength(3);
+    for (const b of lines) expect(b).toBe('mail [REDACTED]');
+  });
 });

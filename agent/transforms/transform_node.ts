@@ -2,6 +2,7 @@ import type { Logger } from '../log.ts';
 import { RateLimitedLog } from '../log.ts';
 import type { SelfMetrics } from '../metrics.ts';
 import type { ReadPace, Reader } from '../pipeline.ts';
+import type { TapPoint } from '../tap.ts';
 import { BatchAck, type Acknowledger, type LogRecord } from '../record.ts';
 import { UNMATCHED } from './graph.ts';
 import { createTransform, type TransformConfig } from './registry.ts';
@@ -15,6 +16,8 @@ export interface TransformNodeOptions {
   log: Logger;
   /** The readers of a port now (looked up per batch, so a reload can swap them). */
   readers: (port: string) => readonly Reader[];
+  /** The transform's live tap (what it passes on); one boolean check while nobody listens. */
+  tap?: TapPoint;
 }
 
 /**
@@ -103,6 +106,8 @@ export class TransformNode implements Reader {
       done();
       return RESOLVED;
     }
+    const tap = this.o.tap;
+    if (tap?.active) tap.publish(records);
     const readers = this.o.readers(port === undefined ? this.name : `${this.name}.${port}`);
     if (readers.length === 0) {
       this.o.metrics.droppedRecords.inc({ component: this.name, reason: port === UNMATCHED ? 'unmatched' : 'no_reader' }, records.length);
