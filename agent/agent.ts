@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { isDeepStrictEqual } from 'node:util';
 import type { AgentConfig } from './config/schema.ts';
+import { checkTarget } from './config/target_check.ts';
 import { parserFromConfig } from './enrichment/body_parser.ts';
 import { podMetadataConfig } from './enrichment/config.ts';
 import { EnrichStage } from './enrichment/enrich_stage.ts';
@@ -17,7 +18,7 @@ import { Pipeline } from './pipeline.ts';
 import { outputsFedBy, type PipelineGraph } from './transforms/graph.ts';
 import { sameTransform, type TransformConfig } from './transforms/registry.ts';
 import { TransformNode } from './transforms/transform_node.ts';
-import { AgentServer, type ReadinessCheck } from './server.ts';
+import { AgentServer, listenProblem, type ReadinessCheck } from './server.ts';
 import type { ComponentNode, PipelineView } from './status/components.ts';
 import { StatusRoutes } from './status/routes.ts';
 import { SpanLog } from './status/span_log.ts';
@@ -34,9 +35,33 @@ const RESTART_ONLY = ['data_dir', 'kubernetes'] as const;
 
 export class ReloadRejected extends Error {}
 
+/** Parts of the config that cannot be built on this node: one line per problem, each naming its key. */
+export class StartupError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(problems.join('; '));
+    this.problems = problems;
+  }
+}
+
+interface BuiltSource {
+  source: Source;
+  stage?: EnrichStage;
+}
+
+/** What a reload built before touching what runs; `discard` releases it when the reload is abandoned. */
+interface Prepared {
+  problems: string[];
+  runners: Map<string, OutputRunner>;
+  transforms: Map<string, TransformNode>;
+  server: { server: AgentServer; address: AddressInfo } | undefined;
+  sources: Map<string, BuiltSource>;
+  discard(): Promise<void>;
+}
+
 /**
- * The whole process: outputs first (so nothing is read before it has somewhere to go), then the
- * server, then sources. Stopping runs the other way, and checkpoints are written last, when they
+ * The whole process: the server first (so /healthz answers while the rest starts), then outputs
+ * (so nothing is read before it has somewhere to go), transforms, sources. Stopping runs the other way, and checkpoints are written last, when they
  * reflect every acknowledgement that arrived. A reload changes only what changed: untouched
  * sources keep reading where they are, a changed output hands its unsent batches to its successor.
  */
@@ -58,8 +83,12 @@ export class Agent {
   /** Outputs a reload removed that are still delivering what they hold, by name. */
   private readonly removing = new Map<string, Promise<void>>();
   private server: AgentServer;
+  private started = false;
+  private starting: Promise<void> = Promise.resolve();
   private stopping = false;
   private reloading: Promise<void> = Promise.resolve();
+  /** Sources whose start() threw, with why: not ready until a reload replaces them. */
+  private readonly failedSources = new Map<string, string>();
   address: AddressInfo | undefined;
 
   constructor(config: AgentConfig, log?: Logger) {
@@ -86,17 +115,13 @@ export class Agent {
       metrics: this.metrics,
       log: this.log,
     });
-    const runners = new Map<string, OutputRunner>();
-    for (const [name, outCfg] of Object.entries(config.outputs)) runners.set(name, this.runner(name, outCfg));
-    const transforms = new Map<string, TransformNode>();
-    for (const [name, tCfg] of Object.entries(config.transforms)) transforms.set(name, this.transformNode(name, tCfg));
-    this.pipeline.setGraph(runners, transforms, config);
-    for (const r of runners.values()) r.start();
-    for (const [name, srcCfg] of Object.entries(config.sources)) this.sources.set(name, this.source(name, srcCfg, config));
     this.server = this.newServer();
   }
 
-  /** An output with its buffer (a new one, or `buffer` taken over from the output it replaces); started by the caller. */
+  /**
+   * An output with its buffer (a new one, or `buffer` taken over from the output it replaces), not
+   * started. Throws what the output's or buffer's construction throws: the caller names the output.
+   */
   private runner(name: string, outCfg: OutputConfig, buffer?: RecordBuffer): OutputRunner {
     const dataDir = this.config.data_dir;
     const output = createOutput(outCfg, {
@@ -105,9 +130,13 @@ export class Agent {
       log: (level, msg) => this.log[level](`output ${name}: ${msg}`),
       dataDir,
     });
-    const buf = buffer ?? openBuffer(name, outCfg.buffer, { dataDir, metrics: this.metrics, log: this.log });
-    this.metrics.trackBufferAge(name, buf.type, () => buf.stats().oldestMs);
-    this.metrics.declareOutput(name, buf.type);
+    let buf: RecordBuffer;
+    try {
+      buf = buffer ?? openBuffer(name, outCfg.buffer, { dataDir, metrics: this.metrics, log: this.log });
+    } catch (err) {
+      void output.close().catch(() => undefined);
+      throw err;
+    }
     return new OutputRunner(output, {
       buffer: buf,
       batch: { maxBytes: outCfg.batch.max_bytes, maxEvents: outCfg.batch.max_events, timeoutMs: outCfg.batch.timeout },
@@ -136,22 +165,30 @@ export class Agent {
     return this.pipeline.graph();
   }
 
-  private source(name: string, srcCfg: AgentConfig['sources'][string], config: AgentConfig): Source {
-    this.metrics.declareSource(name);
-    return createSource(name, srcCfg, {
+  /** Its metrics' label sets, so alerts see them from zero; once the output runs. */
+  private declareOutput(name: string, runner: OutputRunner): void {
+    this.metrics.trackBufferAge(name, runner.buffer.type, () => runner.buffer.stats().oldestMs);
+    this.metrics.declareOutput(name, runner.buffer.type);
+  }
+
+  /** A source and the enrich stage in front of it (if any), not started and not yet registered. */
+  private source(name: string, srcCfg: AgentConfig['sources'][string], config: AgentConfig): BuiltSource {
+    const { emitter, stage } = this.emitter(name, srcCfg);
+    const source = createSource(name, srcCfg, {
       nodeName: config.node_name,
       dataDir: config.data_dir,
       metrics: this.metrics,
       log: this.log,
-      emitter: this.emitter(name, srcCfg),
+      emitter,
       kube: this.kube,
       unackedWindow: () => autoUnackedWindow(outputsFedBy(this.config, name).map((o) => this.config.outputs[o]!)),
       spanLog: this.spanLog,
     });
+    return { source, stage };
   }
 
   /** source -> enrich -> parse -> pipeline, for container sources that enrich or parse (journald: parse only). */
-  private emitter(name: string, srcCfg: AgentConfig['sources'][string]) {
+  private emitter(name: string, srcCfg: AgentConfig['sources'][string]): { emitter: Emitter; stage?: EnrichStage } {
     // A source's tap shows its records as they leave it: parsed and enriched.
     const routed = this.pipeline.emitterFor(name);
     const tap = this.taps.point(name, 'source');
@@ -161,11 +198,10 @@ export class Agent {
         return routed.emit(records, bytes, onAccepted, pace);
       },
     };
-    this.stages.delete(name);
-    if (srcCfg.type !== 'container_logs' && srcCfg.type !== 'journald') return plain;
+    if (srcCfg.type !== 'container_logs' && srcCfg.type !== 'journald') return { emitter: plain };
     const enrich = srcCfg.type === 'container_logs' && srcCfg.kubernetes_metadata.enabled && this.kube.enabled;
     // journald has its PRIORITY; container lines always pass the stage, which reads a text line's level.
-    if (srcCfg.type === 'journald' && srcCfg.parser === 'none') return plain;
+    if (srcCfg.type === 'journald' && srcCfg.parser === 'none') return { emitter: plain };
     const stage = new EnrichStage({
       source: name,
       inner: plain,
@@ -176,8 +212,7 @@ export class Agent {
       metrics: this.metrics,
       log: this.log,
     });
-    this.stages.set(name, stage);
-    return stage;
+    return { emitter: stage, stage };
   }
 
   private newServer(): AgentServer {
@@ -190,9 +225,12 @@ export class Agent {
 
   /** /readyz: the agent itself (stopping), then every source, each with why it is not ready. */
   readiness(): ReadinessCheck[] {
-    const checks: ReadinessCheck[] = [{ component: 'agent', ready: !this.stopping, ...(this.stopping ? { reason: 'stopping' } : {}) }];
+    const agent = this.stopping ? 'stopping' : this.started ? undefined : 'starting';
+    const checks: ReadinessCheck[] = [{ component: 'agent', ready: agent === undefined, ...(agent ? { reason: agent } : {}) }];
     for (const [name, s] of this.sources) {
-      checks.push({ component: `source ${name}`, ready: s.ready, ...(s.ready ? {} : { reason: s.notReadyReason ?? 'starting' }) });
+      const failed = this.failedSources.get(name);
+      const ready = s.ready && failed === undefined;
+      checks.push({ component: `source ${name}`, ready, ...(ready ? {} : { reason: failed ?? s.notReadyReason ?? 'starting' }) });
     }
     return checks;
   }
@@ -229,9 +267,77 @@ export class Agent {
     };
   }
 
-  async start(): Promise<void> {
-    this.address = await this.server.listen(this.config.server.listen);
-    for (const source of this.sources.values()) await source.start();
+  /**
+   * Binds the server first, so /healthz answers while outputs recover their buffers and sources
+   * make their first scan; then checks what the node must provide and builds outputs, transforms
+   * and sources. Whatever cannot be built (a file named in the config that cannot be read, a
+   * data_dir that cannot be written, a port in use) is a StartupError naming each problem's key,
+   * and nothing is left running. A stop() that arrives meanwhile ends the start early.
+   */
+  start(): Promise<void> {
+    this.starting = this.startParts();
+    return this.starting;
+  }
+
+  private async startParts(): Promise<void> {
+    const listen = this.config.server.listen;
+    try {
+      this.address = await this.server.listen(listen);
+    } catch (err) {
+      throw new StartupError([`server.listen: ${listenProblem(err, listen)}`]);
+    }
+    // Files the parts read and paths they write, checked before anything is built so each problem
+    // is named by its key rather than by a stack.
+    const { problems } = await checkTarget(this.config, { scope: 'start' });
+    const runners = new Map<string, OutputRunner>();
+    const transforms = new Map<string, TransformNode>();
+    const built = new Map<string, BuiltSource>();
+    if (problems.length === 0) {
+      for (const [name, outCfg] of Object.entries(this.config.outputs)) {
+        try {
+          runners.set(name, this.runner(name, outCfg));
+        } catch (err) {
+          problems.push(problemLine('outputs', name, err));
+        }
+      }
+      for (const [name, tCfg] of Object.entries(this.config.transforms)) {
+        try {
+          transforms.set(name, this.transformNode(name, tCfg));
+        } catch (err) {
+          problems.push(problemLine('transforms', name, err));
+        }
+      }
+      for (const [name, srcCfg] of Object.entries(this.config.sources)) {
+        try {
+          built.set(name, this.source(name, srcCfg, this.config));
+        } catch (err) {
+          problems.push(problemLine('sources', name, err));
+        }
+      }
+    }
+    if (problems.length > 0) {
+      await Promise.all([...runners.values()].map((r) => r.close().catch(() => undefined)));
+      for (const t of transforms.values()) t.close();
+      await this.server.close();
+      throw new StartupError(problems);
+    }
+    this.pipeline.setGraph(runners, transforms, this.config);
+    for (const [name, r] of runners) {
+      this.declareOutput(name, r);
+      r.start();
+    }
+    // Only sources that start are registered: stop() closes them, and a checkpoint is only ever
+    // written by a source that loaded it.
+    for (const [name, { source, stage }] of built) {
+      if (this.stopping) return;
+      this.metrics.declareSource(name);
+      this.sources.set(name, source);
+      if (stage) this.stages.set(name, stage);
+      await this.startSource(name, source);
+      // Let the probes and /metrics in between sources: a large node's first scan takes a while.
+      await new Promise((r) => setImmediate(r));
+    }
+    this.started = true;
     this.log.info(
       `telemetry-agent ${VERSION} on node ${this.config.node_name}: ${this.sources.size} sources, ` +
         `${this.pipeline.transforms.size} transforms, ${this.pipeline.runners.size} outputs, serving http://${this.address.address}:${this.address.port}/metrics`,
@@ -239,8 +345,23 @@ export class Agent {
   }
 
   /**
+   * A source's start is not expected to fail (each handles its own I/O problems); if one does
+   * anyway, the agent and its other sources go on, and /readyz says which one failed and why.
+   */
+  private async startSource(name: string, source: Source): Promise<void> {
+    try {
+      await source.start();
+    } catch (err) {
+      const why = `start failed: ${(err as Error).message}`;
+      this.failedSources.set(name, why);
+      this.log.error(`source ${name}: ${why}; the other sources and outputs go on`);
+    }
+  }
+
+  /**
    * Applies a new, already validated config. Reloads run one at a time. Throws ReloadRejected
-   * (the running config stays) when a restart-only key changed.
+   * (the running config stays) when a restart-only key changed or a part of the new config cannot
+   * be built.
    */
   reload(next: AgentConfig): Promise<void> {
     const run = this.reloading.then(() => this.apply(next));
@@ -250,6 +371,7 @@ export class Agent {
 
   private async apply(next: AgentConfig): Promise<void> {
     if (this.stopping) throw new ReloadRejected('the agent is stopping');
+    await this.starting;
     const prev = this.config;
     for (const key of RESTART_ONLY) {
       if (!isDeepStrictEqual(prev[key], next[key])) {
@@ -264,13 +386,27 @@ export class Agent {
     }
     const deadline = () => Math.max(1000, next.shutdown_timeout);
     const changed: string[] = [];
+
+    // An output removed by an earlier reload and named again now: its buffer (a disk buffer's
+    // folder) must be closed before a new one opens.
+    await Promise.all(Object.keys(next.outputs).map((name) => this.removing.get(name)));
+
+    // Check what the node must provide, then build every new part before anything running is
+    // touched: a part that cannot be built rejects the reload with the running config intact.
+    const { problems } = await checkTarget(next, { scope: 'reload' });
+    if (problems.length > 0) throw new ReloadRejected(problems.join('; '));
+    const sameNode = prev.node_name === next.node_name;
+    const stale = [...this.sources.keys()].filter((n) => !sameNode || !isDeepStrictEqual(prev.sources[n], next.sources[n]));
+    const prepared = await this.prepare(prev, next, stale);
+    if (prepared.problems.length > 0) {
+      await prepared.discard();
+      throw new ReloadRejected(`cannot build: ${prepared.problems.join('; ')}`);
+    }
     this.setLevel(next.log_level);
     this.setFormat(next.log_format);
 
     // Sources that change or go away stop first and settle their in-flight batches, so their
     // checkpoints hold exactly what was accepted when the replacement resumes from them.
-    const sameNode = prev.node_name === next.node_name;
-    const stale = [...this.sources.keys()].filter((n) => !sameNode || !isDeepStrictEqual(prev.sources[n], next.sources[n]));
     await Promise.all(
       stale.map(async (name) => {
         const source = this.sources.get(name)!;
@@ -280,6 +416,7 @@ export class Agent {
         await source.settled(deadline());
         await source.close();
         this.sources.delete(name);
+        this.failedSources.delete(name);
         changed.push(`source ${name} ${next.sources[name] ? 'changed' : 'removed'}`);
       }),
     );
@@ -289,17 +426,15 @@ export class Agent {
     // removed output finishes what it holds (bounded by shutdown_timeout).
     const runners = new Map<string, OutputRunner>();
     const handOver: Promise<void>[] = [];
-    // An output removed by an earlier reload and named again now: its buffer (a disk buffer's
-    // folder) must be closed before a new one opens.
-    await Promise.all(Object.keys(next.outputs).map((name) => this.removing.get(name)));
-    for (const [name, outCfg] of Object.entries(next.outputs)) {
+    for (const name of Object.keys(next.outputs)) {
       const old = this.pipeline.runners.get(name);
-      if (old && isDeepStrictEqual(prev.outputs[name], outCfg)) {
-        runners.set(name, old);
+      const fresh = prepared.runners.get(name);
+      if (!fresh) {
+        runners.set(name, old!);
         continue;
       }
-      const fresh = this.runner(name, outCfg, old?.buffer);
       runners.set(name, fresh);
+      this.declareOutput(name, fresh);
       if (old) {
         changed.push(`output ${name} changed`);
         handOver.push(
@@ -318,11 +453,12 @@ export class Agent {
     // Transforms: keep unchanged ones (their state: buckets, open dedupe runs); a changed or
     // removed one first passes on what it holds into the graph as it is now, then goes.
     const transforms = new Map<string, TransformNode>();
-    for (const [name, tCfg] of Object.entries(next.transforms)) {
+    for (const name of Object.keys(next.transforms)) {
       const old = this.pipeline.transforms.get(name);
-      if (old && sameTransform(prev.transforms[name], tCfg)) transforms.set(name, old);
+      const fresh = prepared.transforms.get(name);
+      if (!fresh) transforms.set(name, old!);
       else {
-        transforms.set(name, this.transformNode(name, tCfg));
+        transforms.set(name, fresh);
         changed.push(`transform ${name} ${old ? 'changed' : 'added'}`);
       }
     }
@@ -355,30 +491,89 @@ export class Agent {
       });
     }
 
-    if (prev.server.listen !== next.server.listen) {
-      const server = this.newServer();
-      this.address = await server.listen(next.server.listen);
+    if (prepared.server) {
       const old = this.server;
-      this.server = server;
+      this.server = prepared.server.server;
+      this.address = prepared.server.address;
       await old.close();
       changed.push(`server now on ${next.server.listen}`);
     }
 
     this.config = next;
-    for (const [name, srcCfg] of Object.entries(next.sources)) {
-      if (this.sources.has(name)) continue;
-      const source = this.source(name, srcCfg, next);
+    for (const [name, { source, stage }] of prepared.sources) {
+      this.metrics.declareSource(name);
       this.sources.set(name, source);
-      await source.start();
+      if (stage) this.stages.set(name, stage);
+      await this.startSource(name, source);
       if (!prev.sources[name]) changed.push(`source ${name} added`);
     }
     this.log.info(`config reloaded: ${changed.length ? changed.join(', ') : 'nothing that needs a restart of any part changed'}`);
+  }
+
+  /**
+   * The parts of `next` that differ from what runs, built but not started: outputs (with their
+   * buffers, or the buffer of the output they replace), transforms, a server bound to a new
+   * address, sources. Problems name their key.
+   */
+  private async prepare(prev: AgentConfig, next: AgentConfig, stale: string[]): Promise<Prepared> {
+    const problems: string[] = [];
+    const runners = new Map<string, OutputRunner>();
+    for (const [name, outCfg] of Object.entries(next.outputs)) {
+      const old = this.pipeline.runners.get(name);
+      if (old && isDeepStrictEqual(prev.outputs[name], outCfg)) continue;
+      try {
+        runners.set(name, this.runner(name, outCfg, old?.buffer));
+      } catch (err) {
+        problems.push(problemLine('outputs', name, err));
+      }
+    }
+    const transforms = new Map<string, TransformNode>();
+    for (const [name, tCfg] of Object.entries(next.transforms)) {
+      const old = this.pipeline.transforms.get(name);
+      if (old && sameTransform(prev.transforms[name], tCfg)) continue;
+      try {
+        transforms.set(name, this.transformNode(name, tCfg));
+      } catch (err) {
+        problems.push(problemLine('transforms', name, err));
+      }
+    }
+    let server: Prepared['server'];
+    if (prev.server.listen !== next.server.listen) {
+      const fresh = this.newServer();
+      try {
+        server = { server: fresh, address: await fresh.listen(next.server.listen) };
+      } catch (err) {
+        problems.push(`server.listen: ${listenProblem(err, next.server.listen)}`);
+      }
+    }
+    const sources = new Map<string, BuiltSource>();
+    for (const [name, srcCfg] of Object.entries(next.sources)) {
+      if (this.sources.has(name) && !stale.includes(name)) continue;
+      try {
+        sources.set(name, this.source(name, srcCfg, next));
+      } catch (err) {
+        problems.push(problemLine('sources', name, err));
+      }
+    }
+    const discard = async () => {
+      for (const [name, r] of runners) {
+        // A replacement shares its predecessor's buffer, which keeps running: close only its output.
+        const own = this.pipeline.runners.get(name)?.buffer !== r.buffer;
+        await (own ? r.close() : r.output.close()).catch(() => undefined);
+      }
+      for (const t of transforms.values()) t.close();
+      for (const { stage } of sources.values()) stage?.flush();
+      await server?.server.close();
+    };
+    return { problems, runners, transforms, server, sources, discard };
   }
 
   /** Stop reading, let outputs accept what they hold (within shutdown_timeout), save checkpoints. */
   async stop(): Promise<{ drained: boolean }> {
     if (this.stopping) return { drained: false };
     this.stopping = true;
+    // A start in progress ends at its next step (a failed one has already released what it built).
+    if (await this.starting.then(() => false, () => true)) return { drained: true };
     await this.reloading;
     const deadline = Date.now() + this.config.shutdown_timeout;
     const sources = [...this.sources.values()];
@@ -401,6 +596,13 @@ export class Agent {
     await this.server.close();
     return { drained };
   }
+}
+
+/** `outputs.loki: <why>`: the message without the "output loki: " its own code may have put in front. */
+function problemLine(section: 'outputs' | 'transforms' | 'sources', name: string, err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  const own = `${section.slice(0, -1)} ${name}: `;
+  return `${section}.${name}: ${message.startsWith(own) ? message.slice(own.length) : message}`;
 }
 
 function sleep(ms: number): Promise<void> {

@@ -1,10 +1,12 @@
 #!/usr/bin/env -S node --max-semi-space-size=8 --max-old-space-size=256
 import { parseArgs } from 'node:util';
-import { Agent } from './agent.ts';
-import { runUntilSignal } from './lifecycle.ts';
-import { ConfigError, loadConfigFile } from './config/load.ts';
-import { parseDuration } from './config/units.ts';
+import { processSignals } from './process_signals.ts';
 import { VERSION } from './version.ts';
+
+// Signals first: SIGTERM during the half second the agent's modules take to load must be a clean
+// exit 0, not Node's default death (143). Only the three small modules above load before this
+// line; the agent's own are imported where a command needs them.
+const signals = processSignals();
 
 const USAGE = `telemetry-agent ${VERSION}: telemetry pipeline agent for Kubernetes nodes
 
@@ -12,6 +14,8 @@ Usage:
   telemetry-agent run --config FILE        run until SIGTERM/SIGINT (-c FILE)
   telemetry-agent validate --config FILE   check a config; exit 0 when valid, 2 with one line per problem
       --print                              and print it resolved: every default filled in, secrets masked
+      --check                              and check this node: data_dir writable, files readable, programs
+                                           present, server.listen free, receivers and the Kubernetes API reachable
   telemetry-agent tap COMPONENT            print records flowing through a source, transform or output of a
                                            running agent, sampled, until --limit or Ctrl-C
       --rate N                             records per second at most (default 20)
@@ -33,6 +37,12 @@ Exit codes: 0 clean stop, 2 bad config or arguments, 1 anything else.
 `;
 
 class UsageError extends Error {}
+
+/** An error that means "bad config or arguments" (ConfigError): exit 2 with its message, no stack. */
+interface ExitTwo {
+  exitTwo: true;
+  message: string;
+}
 
 function positiveNumber(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
@@ -56,6 +66,7 @@ async function main(argv: string[]): Promise<number> {
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean' },
       print: { type: 'boolean' },
+      check: { type: 'boolean' },
       agent: { type: 'string' },
       rate: { type: 'string' },
       limit: { type: 'string' },
@@ -82,13 +93,21 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'validate': {
       const file = configPath(values);
+      const { loadConfigFile, ConfigError } = await import('./config/load.ts');
       const config = loadConfigFile(file);
+      if (values.check) {
+        const { checkTarget } = await import('./config/target_check.ts');
+        const report = await checkTarget(config, { scope: 'target' });
+        for (const note of report.notes) process.stderr.write(`${file}: note: ${note}\n`);
+        if (report.problems.length > 0) throw new ConfigError(file, report.problems, 'valid, but does not work on this node');
+        if (!values.print) process.stdout.write(`${file}: valid, and works on this node (${report.checked.join(', ')})\n`);
+      }
       if (values.print) {
         const { printConfig } = await import('./config/print.ts');
         process.stdout.write(printConfig(config));
         return 0;
       }
-      process.stdout.write(`${file}: valid\n`);
+      if (!values.check) process.stdout.write(`${file}: valid\n`);
       return 0;
     }
     case 'tap': {
@@ -97,8 +116,10 @@ async function main(argv: string[]): Promise<number> {
       const { runTap, TapRefused } = await import('./commands/tap.ts');
       const { agentUrl } = await import('./commands/agent_url.ts');
       const stop = new AbortController();
-      process.once('SIGINT', () => stop.abort());
-      process.once('SIGTERM', () => stop.abort());
+      signals.onStop(
+        () => stop.abort(),
+        () => process.exit(0),
+      );
       try {
         return await runTap({
           url: agentUrl(values),
@@ -117,6 +138,7 @@ async function main(argv: string[]): Promise<number> {
     case 'top': {
       const { runTop } = await import('./commands/top.ts');
       const { agentUrl } = await import('./commands/agent_url.ts');
+      const { parseDuration } = await import('./config/units.ts');
       const intervalMs = values.interval === undefined ? 1000 : parseDuration(values.interval);
       if (!intervalMs) throw new UsageError(`--interval: expected a duration like 2s, got ${JSON.stringify(values.interval)}`);
       return runTop({ url: agentUrl(values), intervalMs, once: values.once ?? false });
@@ -128,8 +150,20 @@ async function main(argv: string[]): Promise<number> {
       return runPipelineTests(files);
     }
     case 'run': {
-      const config = loadConfigFile(configPath(values));
-      return runUntilSignal(new Agent(config), { configFile: configPath(values) });
+      const file = configPath(values);
+      const { loadConfigFile, ConfigError } = await import('./config/load.ts');
+      const config = loadConfigFile(file);
+      const [{ Agent, StartupError }, { runUntilSignal }] = await Promise.all([import('./agent.ts'), import('./lifecycle.ts')]);
+      // Loading modules never lets the event loop turn: a signal that arrived meanwhile is
+      // handled here, before anything starts.
+      await new Promise((r) => setImmediate(r));
+      if (signals.stopRequested) return 0;
+      try {
+        return await runUntilSignal(new Agent(config), { configFile: file, signals });
+      } catch (err) {
+        if (err instanceof StartupError) throw new ConfigError(file, err.problems, 'cannot start on this node');
+        throw err;
+      }
     }
     case 'demo': {
       const { runDemo } = await import('./demo/demo.ts');
@@ -150,8 +184,8 @@ if (Number(process.versions.node.split('.')[0]) < 24) {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`${err.message}\n`);
+    if ((err as Partial<ExitTwo>)?.exitTwo) {
+      process.stderr.write(`${(err as ExitTwo).message}\n`);
       process.exit(2);
     }
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {

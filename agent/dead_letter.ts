@@ -12,6 +12,9 @@ export interface DeadLetterOptions {
   readonly encoder: NdjsonEncoder;
 }
 
+/** Owner only, like checkpoints and buffer segments: refused records are log lines, which may hold anything. */
+const FILE_MODE = 0o600;
+
 /** `<dataDir>/dead_letter/<output>.ndjson`. */
 export function deadLetterPath(dataDir: string, output: string): string {
   return join(dataDir, 'dead_letter', `${safeFileName(output)}.ndjson`);
@@ -43,9 +46,11 @@ export class DeadLetterFile {
 
   private async append(records: readonly LogRecord[], reason: string): Promise<void> {
     if (this.size === undefined) {
-      mkdirSync(dirname(this.path), { recursive: true });
+      mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
       try {
         this.size = statSync(this.path).size;
+        // A file an older version left readable by every user of the node.
+        await fsp.chmod(this.path, FILE_MODE);
       } catch {
         this.size = 0;
       }
@@ -58,7 +63,7 @@ export class DeadLetterFile {
       await fsp.rename(this.path, `${this.path}.1`);
       this.size = 0;
     }
-    await fsp.appendFile(this.path, text);
+    await fsp.appendFile(this.path, text, { mode: FILE_MODE });
     this.size += bytes;
   }
 }

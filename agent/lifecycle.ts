@@ -1,44 +1,56 @@
 import type { Agent } from './agent.ts';
 import { ConfigReloader } from './config/reloader.ts';
+import { processSignals, type ProcessSignals } from './process_signals.ts';
 
 export interface RunOptions {
   /** Watched and reloaded on change and on SIGHUP. */
   configFile?: string;
   /** Runs before the agent stops (the demo stops its simulator here). */
   beforeStop?: () => Promise<void>;
+  /** Default: the process's one instance (installed by the first line of agent/cli.ts). */
+  signals?: ProcessSignals;
 }
 
-/** Runs an agent until SIGTERM/SIGINT; a second signal exits at once. SIGHUP reloads the config. */
+/**
+ * Runs an agent until SIGTERM/SIGINT (also one that arrived while it was starting); a second
+ * signal exits at once. SIGHUP reloads the config. Rejects with the agent's StartupError when it
+ * cannot start.
+ */
 export async function runUntilSignal(agent: Agent, opts: RunOptions = {}): Promise<number> {
-  await agent.start();
-  const reloader = opts.configFile ? new ConfigReloader(opts.configFile, agent) : undefined;
-  reloader?.start();
-  const onHup = () => {
-    if (!reloader) return agent.log.warn('SIGHUP: no config file to reload');
-    reloader.reload('SIGHUP').then(
-      (result) => agent.log.info(`SIGHUP: config ${result}`),
-      (err: Error) => agent.log.error(`SIGHUP: reload failed: ${err.message}`),
-    );
-  };
-  process.on('SIGHUP', onHup);
-  return new Promise((resolve) => {
-    let signals = 0;
-    const onSignal = (signal: NodeJS.Signals) => {
-      if (++signals > 1) {
+  const signals = opts.signals ?? processSignals();
+  let reloader: ConfigReloader | undefined;
+  const stopped = new Promise<number>((resolve) => {
+    signals.onStop(
+      (signal) => {
+        agent.log.info(`${signal}: stopping (flushing outputs, writing checkpoints)`);
+        void (async () => {
+          signals.onHup(undefined);
+          await reloader?.close();
+          await opts.beforeStop?.();
+          const { drained } = await agent.stop();
+          agent.log.info(`stopped${drained ? '' : ' (shutdown timeout reached)'}`);
+          resolve(0);
+        })();
+      },
+      (signal) => {
         agent.log.warn(`second ${signal}: exiting without waiting for outputs`);
         process.exit(1);
-      }
-      agent.log.info(`${signal}: stopping (flushing outputs, writing checkpoints)`);
-      void (async () => {
-        process.off('SIGHUP', onHup);
-        await reloader?.close();
-        await opts.beforeStop?.();
-        const { drained } = await agent.stop();
-        agent.log.info(`stopped${drained ? '' : ' (shutdown timeout reached)'}`);
-        resolve(0);
-      })();
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
+      },
+    );
   });
+  try {
+    await agent.start();
+  } catch (err) {
+    signals.onHup(undefined);
+    throw err;
+  }
+  if (!signals.stopRequested) {
+    reloader = opts.configFile ? new ConfigReloader(opts.configFile, agent) : undefined;
+    reloader?.start();
+    signals.onHup(() => {
+      if (!reloader) return agent.log.warn('SIGHUP: no config file to reload');
+      void reloader.reload('SIGHUP').then((result) => agent.log.info(`SIGHUP: config ${result}`));
+    });
+  }
+  return stopped;
 }

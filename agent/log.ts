@@ -1,3 +1,5 @@
+import { redactUrls } from './redact.ts';
+
 /**
  * The agent's own log lines go to stderr, so they never mix with records an stdout output writes:
  * as text (`<time> <LEVEL> <message>`, readable in `kubectl logs`) or, `log_format: json`, one JSON
@@ -32,11 +34,15 @@ export function formatJson(time: Date, level: Level, msg: string): string {
   return `{"time":"${time.toISOString()}","level":"${level}","msg":${JSON.stringify(msg)}}\n`;
 }
 
+/**
+ * Every URL in a message loses its credentials and query string on the way out (agent/redact.ts),
+ * whichever part wrote the message: a retry warning must not print the token an endpoint carries.
+ */
 export function createLogger(level: Level = 'info', write: (line: string) => void = (l) => process.stderr.write(l), format: LogFormat = 'text'): LevelledLogger {
   let min = RANK[level];
   let render = format === 'json' ? formatJson : formatText;
   const at = (lvl: Level) => (msg: string) => {
-    if (RANK[lvl] >= min) write(render(new Date(), lvl, msg));
+    if (RANK[lvl] >= min) write(render(new Date(), lvl, redactUrls(msg)));
   };
   return {
     debug: at('debug'),

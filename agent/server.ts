@@ -87,3 +87,13 @@ export class AgentServer {
     });
   }
 }
+
+/** Why `listen` could not be bound, in plain words. */
+export function listenProblem(err: unknown, listen: string): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE') return `${listen} is already in use by another process`;
+  if (code === 'EACCES') return `${listen}: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)`;
+  if (code === 'EADDRNOTAVAIL') return `${listen}: no such address on this host`;
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `${listen}: the host name cannot be resolved`;
+  return `cannot listen on ${listen}: ${(err as Error).message}`;
+}

@@ -4,7 +4,7 @@ import type { Attributes, Body, LogRecord } from '../agent/record.ts';
 import { formatBytes } from '../agent/config/units.ts';
 import { severityLevel } from '../parsers/severity.ts';
 import { outputCommon } from './common_config.ts';
-import { bodyExcerpt, errorForStatus, gzipBody, httpClientKeys, outputClient, type HttpClient, type HttpResponse } from './http_client.ts';
+import { bodyExcerpt, errorForStatus, gzipBody, checkClientKeys, httpClientKeys, outputClient, type HttpClient, type HttpResponse } from './http_client.ts';
 import { PermanentError, RetryableError, type Output, type OutputContext, type RecordFailure, type SendResult } from './output.ts';
 
 /**
@@ -77,6 +77,7 @@ export const elasticsearchConfig = z
     log_level: z.boolean().default(true),
   })
   .superRefine((c, ctx) => {
+    checkClientKeys(c, ctx);
     if (c.mode === 'data_stream') {
       if (c.index !== undefined)
         ctx.addIssue({ code: 'custom', path: ['index'], message: 'index is for mode: index; a data stream is named by data_stream.type, .dataset and .namespace' });

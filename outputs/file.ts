@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { constants, openSync, promises as fsp } from 'node:fs';
 import { Socket } from 'node:net';
 import { dirname } from 'node:path';
+import type { TargetNeeds } from '../agent/config/target_check.ts';
 import type { LogRecord } from '../agent/record.ts';
 import { localOutputCommon } from './common_config.ts';
 import type { Output, OutputContext, SendResult } from './output.ts';
@@ -15,6 +16,11 @@ export const fileConfig = z.strictObject({
   fsync: z.boolean().default(false),
 });
 export type FileConfig = z.infer<typeof fileConfig>;
+
+/** The file is created (with its folder) at the first batch: it, or its nearest existing folder, must be writable. */
+export function fileNeeds(config: FileConfig): TargetNeeds {
+  return { writes: [{ key: 'path', path: config.path, kind: 'file' }] };
+}
 
 /**
  * Appends NDJSON to one file. A batch is accepted once write(2) returned (or fsync, when set):

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { LogRecord } from '../agent/record.ts';
 import { outputCommon } from './common_config.ts';
-import { errorForStatus, gzipBody, httpClientKeys, outputClient, type HttpClient } from './http_client.ts';
+import { errorForStatus, gzipBody, checkClientKeys, httpClientKeys, outputClient, type HttpClient } from './http_client.ts';
 import { NdjsonEncoder } from './ndjson.ts';
 import type { Output, OutputContext, SendResult } from './output.ts';
 
@@ -11,7 +11,7 @@ export const httpConfig = z.strictObject({
   ...httpClientKeys,
   method: z.enum(['POST', 'PUT']).default('POST'),
   compression: z.enum(['none', 'gzip']).default('none'),
-});
+}).superRefine(checkClientKeys);
 export type HttpConfig = z.infer<typeof httpConfig>;
 
 /** Scratch buffers above this (a batch with a huge record) are let go instead of kept for the next batch. */

@@ -1,10 +1,12 @@
-import { accessSync, constants, readFileSync, promises as fsp } from 'node:fs';
+import { readFileSync, promises as fsp } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
 import { promisify } from 'node:util';
 import { constants as zlib, gzip } from 'node:zlib';
 import { buildConnector, Pool } from 'undici';
 import { z } from 'zod';
 import { duration } from '../agent/config/types.ts';
+import { redactUrl } from '../agent/redact.ts';
+import type { TargetNeeds } from '../agent/config/target_check.ts';
 import { PermanentError, RetryableError } from './output.ts';
 
 /**
@@ -13,16 +15,6 @@ import { PermanentError, RetryableError } from './output.ts';
  * failures told in plain words. It never retries and never classifies statuses on its own: the
  * pipeline retries, `errorForStatus` classifies.
  */
-
-/** A file named in the config must be readable when the config is validated, not only at start. */
-function checkReadable(file: string | undefined, key: string, ctx: z.RefinementCtx): void {
-  if (file === undefined) return;
-  try {
-    accessSync(file, constants.R_OK);
-  } catch (e) {
-    ctx.addIssue({ code: 'custom', path: [key], message: `cannot read ${file}: ${plainFsError(e)}` });
-  }
-}
 
 function plainFsError(e: unknown): string {
   const code = (e as NodeJS.ErrnoException).code;
@@ -51,9 +43,6 @@ export const tlsConfig = z
       ctx.addIssue({ code: 'custom', path: ['key_file'], message: 'tls.cert_file is set, so tls.key_file (its private key) is needed too' });
     if (t.key_file !== undefined && t.cert_file === undefined)
       ctx.addIssue({ code: 'custom', path: ['cert_file'], message: 'tls.key_file is set, so tls.cert_file (the client certificate) is needed too' });
-    checkReadable(t.ca_file, 'ca_file', ctx);
-    checkReadable(t.cert_file, 'cert_file', ctx);
-    checkReadable(t.key_file, 'key_file', ctx);
   })
   .prefault({});
 export type HttpTlsConfig = z.infer<typeof tlsConfig>;
@@ -85,8 +74,6 @@ export const authConfig = z
       ctx.addIssue({ code: 'custom', path: ['password'], message: 'auth.username is set, so auth.password or auth.password_file is needed too' });
     if (a.username === undefined && (a.password !== undefined || a.password_file !== undefined))
       ctx.addIssue({ code: 'custom', path: ['username'], message: 'auth.password is set, so auth.username is needed too' });
-    checkReadable(a.bearer_token_file, 'bearer_token_file', ctx);
-    checkReadable(a.password_file, 'password_file', ctx);
   })
   .prefault({});
 export type HttpAuthConfig = z.infer<typeof authConfig>;
@@ -127,9 +114,34 @@ export function gzipBody(raw: Uint8Array): Promise<Buffer> {
   return gzipAsync(raw, GZIP_OPTIONS);
 }
 
+/** True when the URL holds a user or password (`https://user:pw@host`). */
+export function hasCredentials(url: string): boolean {
+  try {
+    const u = new URL(url);
+    return u.username !== '' || u.password !== '';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Checks across the client keys that the client's construction would otherwise fail on; each HTTP
+ * output's schema calls it from its superRefine (the keys are spread into several schemas).
+ */
+export function checkClientKeys(c: { auth: HttpAuthConfig; headers: Record<string, string> }, ctx: z.RefinementCtx): void {
+  const a = c.auth;
+  const auth = a.bearer_token !== undefined || a.bearer_token_file !== undefined || a.username !== undefined;
+  const header = Object.keys(c.headers).find((h) => h.toLowerCase() === 'authorization');
+  if (auth && header !== undefined)
+    ctx.addIssue({ code: 'custom', path: ['headers', header], message: `headers.${header} and auth are both set; pick one` });
+}
+
 export const httpClientKeys = {
-  /** Base URL; request paths are joined to its path. */
-  endpoint: z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' }),
+  /** Base URL; request paths are joined to its path. Credentials go in `auth`, never in the URL. */
+  endpoint: z
+    .url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' })
+    // The URL is not echoed: it holds the very secret.
+    .refine((u) => !hasCredentials(u), { error: 'the URL carries credentials (user:password@): put them in auth, where they are never logged' }),
   tls: tlsConfig,
   auth: authConfig,
   headers: headersConfig,
@@ -338,8 +350,8 @@ export class HttpClient {
       return { status: res.statusCode, headers: res.headers, body };
     } catch (e) {
       if (req.signal.aborted) throw req.signal.reason;
-      if (timedOut) throw new RetryableError(`output ${this.name}: no complete answer from ${url} within ${formatMs(this.timeoutMs)} (timeout)`);
-      throw new RetryableError(`output ${this.name}: request to ${url} failed: ${describeNetworkError(e, this.base, this.tls)}`);
+      if (timedOut) throw new RetryableError(`output ${this.name}: no complete answer from ${redactUrl(url)} within ${formatMs(this.timeoutMs)} (timeout)`);
+      throw new RetryableError(`output ${this.name}: request to ${redactUrl(url)} failed: ${describeNetworkError(e, this.base, this.tls)}`);
     } finally {
       clearTimeout(timer);
       req.signal.removeEventListener('abort', onAbort);
@@ -349,6 +361,21 @@ export class HttpClient {
   close(): Promise<void> {
     return this.pool.close();
   }
+}
+
+/** The TLS and credential files an HTTP output reads, and its receiver (checked on the node: agent/config/target_check.ts). */
+export function httpClientNeeds(c: { endpoint: string; tls: HttpTlsConfig; auth: HttpAuthConfig }): TargetNeeds {
+  return { files: [...tlsFiles(c.tls), ...authFiles(c.auth)], endpoints: [{ key: 'endpoint', url: c.endpoint, tls: c.tls }] };
+}
+
+/** `tls.ca_file`, `tls.cert_file`, `tls.key_file` where set. */
+export function tlsFiles(tls: HttpTlsConfig): { key: string; path: string }[] {
+  return (['ca_file', 'cert_file', 'key_file'] as const).flatMap((k) => (tls[k] !== undefined ? [{ key: `tls.${k}`, path: tls[k] }] : []));
+}
+
+/** `auth.bearer_token_file`, `auth.password_file` where set. */
+export function authFiles(auth: HttpAuthConfig): { key: string; path: string }[] {
+  return (['bearer_token_file', 'password_file'] as const).flatMap((k) => (auth[k] !== undefined ? [{ key: `auth.${k}`, path: auth[k] }] : []));
 }
 
 /** What an output's config holds for its client: `httpClientKeys` and outputCommon's `concurrency`. */
@@ -449,7 +476,7 @@ function rootCause(e: unknown): { code?: string; message: string } {
 }
 
 /** The failure in plain words, with what to change when it is the config's doing. */
-function describeNetworkError(e: unknown, base: URL, tls: HttpTlsConfig): string {
+export function describeNetworkError(e: unknown, base: URL, tls: HttpTlsConfig): string {
   const { code, message } = rootCause(e);
   const host = base.hostname;
   if (code && UNTRUSTED.has(code)) {
@@ -525,7 +552,7 @@ export function errorForStatus(name: string, res: HttpResponse): RetryableError 
   if (s >= 200 && s < 300) return undefined;
   let msg = `output ${name}: receiver answered ${s} ${STATUS_CODES[s] ?? ''}`.trimEnd();
   const location = headerValue(res.headers['location']);
-  if (s >= 300 && s < 400 && location) msg += ` (redirect to ${location}; point the endpoint there)`;
+  if (s >= 300 && s < 400 && location) msg += ` (redirect to ${redactUrl(location)}; point the endpoint there)`;
   msg += `: ${bodyExcerpt(res.body)}`;
   if (s === 408 || s === 429 || s >= 500) return new RetryableError(msg, parseRetryAfter(headerValue(res.headers['retry-after']), Date.now()));
   return new PermanentError(msg);

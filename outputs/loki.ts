@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { size } from '../agent/config/types.ts';
 import type { AttributeValue, Attributes, LogRecord } from '../agent/record.ts';
 import { outputCommon } from './common_config.ts';
-import { errorForStatus, gzipBody, httpClientKeys, outputClient, type HttpClient } from './http_client.ts';
+import { errorForStatus, gzipBody, checkClientKeys, httpClientKeys, outputClient, type HttpClient } from './http_client.ts';
 import {
   DEFAULT_LABELS,
   groupStreams,
@@ -63,6 +63,7 @@ export const lokiConfig = z
   })
   .superRefine((cfg, ctx) => {
     for (const p of labelConfigProblems(cfg.labels, cfg.static_labels, cfg.level_label)) ctx.addIssue({ code: 'custom', path: p.path, message: p.message });
+    checkClientKeys(cfg, ctx);
   });
 export type LokiConfig = z.infer<typeof lokiConfig>;
 

@@ -59,7 +59,27 @@ export class NdjsonEncoder {
   }
 }
 
-/** One human-readable line: time, where it came from, the stream and the body. */
+/** C0 controls but TAB, DEL and C1 controls (U+009B is CSI on some terminals). */
+// eslint-disable-next-line no-control-regex -- control characters are what it looks for
+const CONTROL = /[\x00-\x08\x0a-\x1f\x7f-\x9f]/g;
+const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\x1b': '\\e', '\0': '\\0' };
+
+/**
+ * Text made safe for a terminal and for one-record-per-line readers: control characters (ANSI
+ * escapes, CR, NUL, line breaks) become visible escapes (`\e[31m`, `\r`, `\0`, `\n`, `\x07`,
+ * `\u009b`), so a log line cannot recolour, rewrite or clear the screen of whoever reads the
+ * agent's output, nor pass for another record. Tabs stay.
+ */
+export function escapeControls(text: string): string {
+  CONTROL.lastIndex = 0;
+  if (!CONTROL.test(text)) return text;
+  return text.replace(CONTROL, (c) => {
+    const code = c.charCodeAt(0);
+    return NAMED[c] ?? (code < 0x80 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`);
+  });
+}
+
+/** One human-readable line: time, where it came from, the stream and the body, control characters escaped. */
 export function encodeText(r: LogRecord): string {
   const res = r.resource;
   const where =
@@ -69,5 +89,5 @@ export function encodeText(r: LogRecord): string {
   const stream = r.attributes['log.iostream'];
   const level = r.severityText ? ` ${r.severityText}` : '';
   const body = typeof r.body === 'string' ? r.body : JSON.stringify(r.body);
-  return `${r.timestamp} ${where}${stream ? ' ' + String(stream) : ''}${level} ${body}\n`;
+  return escapeControls(`${r.timestamp} ${where}${stream ? ' ' + String(stream) : ''}${level} ${body}`) + '\n';
 }

@@ -1,12 +1,13 @@
-import { accessSync, constants } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
 import protobuf from 'protobufjs';
 import { z } from 'zod';
 import { duration } from '../agent/config/types.ts';
 import type { LogRecord } from '../agent/record.ts';
+import type { TargetNeeds } from '../agent/config/target_check.ts';
+import { redactUrl } from '../agent/redact.ts';
 import { VERSION } from '../agent/version.ts';
 import { outputCommon } from './common_config.ts';
-import { bodyExcerpt, gzipBody, HttpClient, httpClientKeys, isHeaderName, isHeaderValue, parseRetryAfter, type HttpResponse, type HttpTlsConfig } from './http_client.ts';
+import { authFiles, bodyExcerpt, checkClientKeys, gzipBody, hasCredentials, HttpClient, httpClientKeys, isHeaderName, isHeaderValue, parseRetryAfter, type HttpResponse, type HttpTlsConfig } from './http_client.ts';
 import { ExportLogsServiceResponse, OtlpLogsEncoder } from './otlp_logs_encoder.ts';
 import { PermanentError, RetryableError, type Output, type OutputContext, type SendResult } from './output.ts';
 
@@ -36,6 +37,7 @@ export const otlpConfig = z
   .superRefine((config, ctx) => {
     // Here rather than at start, so `telemetry-agent validate` reports a missing endpoint and bad variables.
     for (const p of resolveOtlpSettings(config, process.env).problems) ctx.addIssue({ code: 'custom', path: p.path, message: p.message });
+    checkClientKeys(config, ctx);
   });
 export type OtlpConfig = z.infer<typeof otlpConfig>;
 
@@ -51,6 +53,25 @@ export interface OtlpSettings {
   tls: HttpTlsConfig;
   /** Whether /v1/logs was appended (a 404 then likely means the base URL already had it). */
   signalPathAppended: boolean;
+  /** The variable each TLS file came from, when not from the config. */
+  tlsFrom: Partial<Record<'ca_file' | 'cert_file' | 'key_file', string>>;
+}
+
+/**
+ * Files the output reads (from the config or OTEL_EXPORTER_OTLP_* variables) and its receiver,
+ * checked on the node (agent/config/target_check.ts). A config whose settings do not resolve has
+ * problems that plain validate already reports, and no needs.
+ */
+export function otlpNeeds(config: OtlpConfig, env: NodeJS.ProcessEnv = process.env): TargetNeeds {
+  const { settings } = resolveOtlpSettings(config, env);
+  if (!settings) return {};
+  const files = (['ca_file', 'cert_file', 'key_file'] as const).flatMap((k) => {
+    const path = settings.tls[k];
+    if (path === undefined) return [];
+    const from = settings.tlsFrom[k];
+    return [{ key: from ? `tls.${k} (${from})` : `tls.${k}`, path }];
+  });
+  return { files: [...files, ...authFiles(config.auth)], endpoints: [{ key: 'endpoint', url: settings.url, tls: settings.tls }] };
 }
 
 export interface SettingProblem {
@@ -85,7 +106,7 @@ export function resolveOtlpSettings(config: OtlpConfig, env: NodeJS.ProcessEnv):
   if (config.endpoint !== undefined) {
     url = withSignalPath(config.endpoint);
     if (/\/v1\/logs\/?$/.test(new URL(config.endpoint).pathname))
-      problem('endpoint', `endpoint is the receiver's base URL and /v1/logs is appended to it; drop /v1/logs from ${config.endpoint}`);
+      problem('endpoint', `endpoint is the receiver's base URL and /v1/logs is appended to it; drop /v1/logs from ${redactUrl(config.endpoint)}`);
   } else {
     const logs = get(`${LOGS}ENDPOINT`);
     const generic = get(`${GENERIC}ENDPOINT`);
@@ -96,7 +117,10 @@ export function resolveOtlpSettings(config: OtlpConfig, env: NodeJS.ProcessEnv):
         'no endpoint: set endpoint (the receiver base URL, /v1/logs is appended), or the environment variable OTEL_EXPORTER_OTLP_LOGS_ENDPOINT (the full URL) or OTEL_EXPORTER_OTLP_ENDPOINT (the base URL)',
       );
     } else if (!isHttpUrl(value)) {
-      problem('endpoint', `${name}=${JSON.stringify(value)} is not an http:// or https:// URL`);
+      // Named, not echoed: the variable may well hold a token.
+      problem('endpoint', `${name} is not an http:// or https:// URL`);
+    } else if (hasCredentials(value)) {
+      problem('endpoint', `${name} carries credentials (user:password@): put them in auth, where they are never logged`);
     } else if (logs) {
       // Used as is; only an empty path becomes "/" (spec, "Endpoint URLs for OTLP/HTTP").
       url = new URL(value).toString();
@@ -137,16 +161,14 @@ export function resolveOtlpSettings(config: OtlpConfig, env: NodeJS.ProcessEnv):
   const headers = mergeHeaders(config, env, problem);
 
   const tls: HttpTlsConfig = { ...config.tls };
+  const tlsFrom: OtlpSettings['tlsFrom'] = {};
+  // Whether the files can be read is the node's business (agent/config/target_check.ts, otlpNeeds).
   const tlsFromEnv = (key: 'ca_file' | 'cert_file' | 'key_file', suffix: string) => {
     if (tls[key] !== undefined) return;
     const [name, file] = fromEnv(suffix) ?? [];
     if (name === undefined || file === undefined) return;
-    try {
-      accessSync(file, constants.R_OK);
-      tls[key] = file;
-    } catch (e) {
-      problem('tls', `${name}: cannot read ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
-    }
+    tls[key] = file;
+    tlsFrom[key] = name;
   };
   tlsFromEnv('ca_file', 'CERTIFICATE');
   tlsFromEnv('cert_file', 'CLIENT_CERTIFICATE');
@@ -161,7 +183,7 @@ export function resolveOtlpSettings(config: OtlpConfig, env: NodeJS.ProcessEnv):
   }
 
   if (problems.length > 0 || url === undefined || protocol === undefined || compression === undefined || timeoutMs === undefined) return { problems };
-  return { settings: { url, protocol, compression, timeoutMs, headers, tls, signalPathAppended }, problems };
+  return { settings: { url, protocol, compression, timeoutMs, headers, tls, tlsFrom, signalPathAppended }, problems };
 }
 
 function isHttpUrl(v: string): boolean {
@@ -325,7 +347,7 @@ export class OtlpOutput implements Output {
       if (partial.message) this.log('warn', `output ${this.name}: the receiver accepted the batch with a warning: ${partial.message}`);
       return { bytes };
     }
-    let msg = `output ${this.name}: ${this.settings.url} answered ${s} ${STATUS_CODES[s] ?? ''}`.trimEnd() + `: ${this.statusMessage(res, json)}`;
+    let msg = `output ${this.name}: ${redactUrl(this.settings.url)} answered ${s} ${STATUS_CODES[s] ?? ''}`.trimEnd() + `: ${this.statusMessage(res, json)}`;
     if (RETRYABLE.has(s)) throw new RetryableError(msg, parseRetryAfter(header(res, 'retry-after'), Date.now()));
     msg += this.hint(res);
     throw new PermanentError(msg);

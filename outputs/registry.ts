@@ -1,24 +1,30 @@
 import type { z } from 'zod';
+import type { TargetNeeds } from '../agent/config/target_check.ts';
 import type { Output, OutputContext } from './output.ts';
 import { createElasticsearchOutput, elasticsearchConfig } from './elasticsearch.ts';
-import { createFileOutput, fileConfig } from './file.ts';
+import { createFileOutput, fileConfig, fileNeeds } from './file.ts';
 import { createHttpOutput, httpConfig } from './http.ts';
+import { httpClientNeeds } from './http_client.ts';
 import { createLokiOutput, lokiConfig } from './loki.ts';
-import { createOtlpOutput, otlpConfig } from './otlp.ts';
-import { createSplunkHecOutput, splunkHecConfig } from './splunk_hec.ts';
+import { createOtlpOutput, otlpConfig, otlpNeeds } from './otlp.ts';
+import { createSplunkHecOutput, splunkHecConfig, splunkHecNeeds } from './splunk_hec.ts';
 import { createStdoutOutput, stdoutConfig } from './stdout.ts';
-import { createSyslogOutput, syslogConfig } from './syslog/syslog_output.ts';
+import { createSyslogOutput, syslogConfig, syslogNeeds } from './syslog/syslog_output.ts';
 
-/** Every output type the config accepts: its schema and its factory. A new output adds one line here. */
+/**
+ * Every output type the config accepts: its schema, its factory, and what it needs from the node
+ * (files it reads, paths it writes, its receiver; agent/config/target_check.ts). A new output adds
+ * one line here.
+ */
 export const outputPlugins = {
-  stdout: { schema: stdoutConfig, create: createStdoutOutput },
-  syslog: { schema: syslogConfig, create: createSyslogOutput },
-  file: { schema: fileConfig, create: createFileOutput },
-  elasticsearch: { schema: elasticsearchConfig, create: createElasticsearchOutput },
-  http: { schema: httpConfig, create: createHttpOutput },
-  loki: { schema: lokiConfig, create: createLokiOutput },
-  otlp: { schema: otlpConfig, create: createOtlpOutput },
-  splunk_hec: { schema: splunkHecConfig, create: createSplunkHecOutput },
+  stdout: { schema: stdoutConfig, create: createStdoutOutput, needs: (): TargetNeeds => ({}) },
+  syslog: { schema: syslogConfig, create: createSyslogOutput, needs: syslogNeeds },
+  file: { schema: fileConfig, create: createFileOutput, needs: fileNeeds },
+  elasticsearch: { schema: elasticsearchConfig, create: createElasticsearchOutput, needs: httpClientNeeds },
+  http: { schema: httpConfig, create: createHttpOutput, needs: httpClientNeeds },
+  loki: { schema: lokiConfig, create: createLokiOutput, needs: httpClientNeeds },
+  otlp: { schema: otlpConfig, create: createOtlpOutput, needs: otlpNeeds },
+  splunk_hec: { schema: splunkHecConfig, create: createSplunkHecOutput, needs: splunkHecNeeds },
 } as const;
 
 export type OutputConfig = z.infer<(typeof outputPlugins)[keyof typeof outputPlugins]['schema']>;

@@ -1,9 +1,10 @@
-import { accessSync, constants as fsConstants } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
 import { z } from 'zod';
+import type { TargetNeeds } from '../agent/config/target_check.ts';
+import { redactUrl } from '../agent/redact.ts';
 import type { AttributeValue, Attributes, LogRecord } from '../agent/record.ts';
 import { outputCommon } from './common_config.ts';
-import { bodyExcerpt, errorForStatus, FileSecret, gzipBody, httpClientKeys, outputClient, type HttpClient, type HttpResponse } from './http_client.ts';
+import { bodyExcerpt, errorForStatus, FileSecret, gzipBody, httpClientKeys, outputClient, tlsFiles, type HttpClient, type HttpResponse } from './http_client.ts';
 import { NdjsonEncoder } from './ndjson.ts';
 import { PermanentError, RetryableError, type Output, type OutputContext, type RecordFailure, type SendResult } from './output.ts';
 
@@ -79,18 +80,18 @@ export const splunkHecConfig = z
   .superRefine((c, ctx) => {
     if ((c.token === undefined) === (c.token_file === undefined))
       ctx.addIssue({ code: 'custom', path: [c.token === undefined ? 'token' : 'token_file'], message: 'set exactly one of token and token_file (the HEC token)' });
-    if (c.token_file !== undefined) {
-      try {
-        accessSync(c.token_file, fsConstants.R_OK);
-      } catch (e) {
-        ctx.addIssue({ code: 'custom', path: ['token_file'], message: `cannot read ${c.token_file}: ${fsErrorCode(e)}` });
-      }
-    }
     for (const h of Object.keys(c.headers)) {
       if (h.toLowerCase() === 'authorization') ctx.addIssue({ code: 'custom', path: ['headers', h], message: 'the HEC token goes in token or token_file' });
     }
   });
 export type SplunkHecConfig = z.infer<typeof splunkHecConfig>;
+
+/** The token file, TLS files and the receiver (checked on the node: agent/config/target_check.ts). */
+export function splunkHecNeeds(config: SplunkHecConfig): TargetNeeds {
+  const files = tlsFiles(config.tls);
+  if (config.token_file !== undefined) files.push({ key: 'token_file', path: config.token_file });
+  return { files, endpoints: [{ key: 'endpoint', url: config.endpoint, tls: config.tls }] };
+}
 
 /** Scratch buffers above this (a batch with a huge record) are let go instead of kept. */
 const KEEP_SCRATCH_BYTES = 8 * 1024 * 1024;
@@ -389,7 +390,7 @@ export class SplunkHecOutput implements Output {
     }
     const a = parseAnswer(res.body);
     const said = a.text !== undefined ? `${a.text} (code ${a.code ?? '?'}, HTTP ${s})` : `HTTP ${s} ${STATUS_CODES[s] ?? ''}: ${bodyExcerpt(res.body)}`.trimEnd();
-    const prefix = `output ${this.name}: HEC ${this.client.urlFor(this.path)} answered ${said}`;
+    const prefix = `output ${this.name}: HEC ${redactUrl(this.client.urlFor(this.path))} answered ${said}`;
     if (s === 401 || s === 403) {
       const what =
         a.code === 1

@@ -9,12 +9,14 @@ import {
   errorForStatus,
   HttpClient,
   httpClientKeys,
+  httpClientNeeds,
   parseRetryAfter,
   SECRET_REFRESH_MS,
   type HttpClientOptions,
   type HttpResponse,
 } from '../outputs/http_client.ts';
 import { PermanentError, RetryableError } from '../outputs/output.ts';
+import { fileProblem } from '../agent/config/target_check.ts';
 import { NdjsonReceiver, type NdjsonReceiverOptions } from './fakes/ndjson_receiver.ts';
 import { rejection } from './helpers/output_fixtures.ts';
 import { makeTestPki, type TestPki } from './helpers/rsyslog.ts';
@@ -108,12 +110,20 @@ describe('http client config keys', () => {
     expect(issues({ tls: { key_file: pki.clientKeyFile } })).toEqual(['tls.cert_file: tls.key_file is set, so tls.cert_file (the client certificate) is needed too']);
   });
 
-  it('names every file that cannot be read', () => {
+  it('names every file that cannot be read, on the node (validate --check, start, reload), not in the pure schema', () => {
     const missing = join(scratch, 'missing');
-    expect(issues({ tls: { ca_file: missing } })).toEqual([`tls.ca_file: cannot read ${missing}: no such file`]);
-    expect(issues({ tls: { ca_file: scratch } })).toEqual([]); // a folder is readable; reading it at start says what is wrong (below)
-    expect(issues({ auth: { bearer_token_file: missing } })).toEqual([`auth.bearer_token_file: cannot read ${missing}: no such file`]);
-    expect(issues({ auth: { username: 'u', password_file: missing } })).toEqual([`auth.password_file: cannot read ${missing}: no such file`]);
+    const onNode = (config: Record<string, unknown>) => {
+      expect(issues(config)).toEqual([]); // plain validate gives the same answer on any machine
+      const needs = httpClientNeeds(schema.parse({ endpoint: 'http://127.0.0.1:1', ...config }));
+      return (needs.files ?? []).flatMap((f) => {
+        const problem = fileProblem(f.path);
+        return problem ? [`${f.key}: cannot read ${f.path}: ${problem}`] : [];
+      });
+    };
+    expect(onNode({ tls: { ca_file: missing } })).toEqual([`tls.ca_file: cannot read ${missing}: no such file`]);
+    expect(onNode({ tls: { ca_file: scratch } })).toEqual([`tls.ca_file: cannot read ${scratch}: is a folder, not a file`]);
+    expect(onNode({ auth: { bearer_token_file: missing } })).toEqual([`auth.bearer_token_file: cannot read ${missing}: no such file`]);
+    expect(onNode({ auth: { username: 'u', password_file: missing } })).toEqual([`auth.password_file: cannot read ${missing}: no such file`]);
   });
 
   it('refuses header names that are not tokens, values with line breaks, and headers the client owns', () => {
@@ -348,8 +358,13 @@ describe('HttpClient auth', () => {
     expect((await post(client({ endpoint: r.url, headers: { Authorization: 'ApiKey abc' } }))).status).toBe(200);
   });
 
-  it('refuses credentials in the endpoint URL', () => {
-    expect(() => client({ endpoint: 'http://u:p@127.0.0.1:1' })).toThrow('output out: put credentials in auth, not in the endpoint URL');
+  it('refuses credentials in the endpoint URL: the schema without echoing them, and the client itself', () => {
+    const r = schema.safeParse({ endpoint: 'http://u:secret@127.0.0.1:1' });
+    expect(r.error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`)).toEqual([
+      'endpoint: the URL carries credentials (user:password@): put them in auth, where they are never logged',
+    ]);
+    const opts = { name: 'out', endpoint: 'http://u:secret@127.0.0.1:1', tls: { insecure_skip_verify: false }, auth: {}, headers: {}, timeoutMs: 1000, connections: 1 };
+    expect(() => new HttpClient(opts)).toThrow('output out: put credentials in auth, not in the endpoint URL');
   });
 });
 

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '../agent/config/load.ts';
+import { checkTarget } from '../agent/config/target_check.ts';
 import type { Attributes, LogRecord } from '../agent/record.ts';
 import { VERSION } from '../agent/version.ts';
 import { OtlpOutput, otlpConfig, resolveOtlpSettings } from '../outputs/otlp.ts';
@@ -723,14 +724,22 @@ ${output}`;
     process.env.OTEL_EXPORTER_OTLP_HEADERS = 'good=1,novalue,bad%zz=1,sp ace=x';
     process.env.OTEL_EXPORTER_OTLP_CERTIFICATE = join(scratch, 'missing.pem');
     expect(problems(yaml(''))).toEqual([
-      'outputs.otlp.endpoint: OTEL_EXPORTER_OTLP_ENDPOINT="collector:4318" is not an http:// or https:// URL',
+      'outputs.otlp.endpoint: OTEL_EXPORTER_OTLP_ENDPOINT is not an http:// or https:// URL',
       'outputs.otlp.protocol: OTEL_EXPORTER_OTLP_PROTOCOL="grpc": this output speaks OTLP over HTTP only (http/protobuf or http/json), not gRPC; set protocol to choose one',
       'outputs.otlp.compression: OTEL_EXPORTER_OTLP_LOGS_COMPRESSION="zstd": expected none or gzip',
       'outputs.otlp.timeout: OTEL_EXPORTER_OTLP_TIMEOUT="10s": expected a whole number of milliseconds above 0',
       'outputs.otlp.headers: OTEL_EXPORTER_OTLP_HEADERS: entry 2 "novalue" is not key=value',
       'outputs.otlp.headers: OTEL_EXPORTER_OTLP_HEADERS: entry 3 "bad%zz=1" has a bad percent-encoding',
       'outputs.otlp.headers: OTEL_EXPORTER_OTLP_HEADERS: "sp ace" is not a valid header name',
-      `outputs.otlp.tls: OTEL_EXPORTER_OTLP_CERTIFICATE: cannot read ${join(scratch, 'missing.pem')}: no such file`,
+    ]);
+  });
+
+  it('a TLS file named by a variable is checked on the node, named with its variable', async () => {
+    process.env.OTEL_EXPORTER_OTLP_ENDPOINT = 'https://collector:4318';
+    process.env.OTEL_EXPORTER_OTLP_CERTIFICATE = join(scratch, 'missing.pem');
+    const config = parseConfig(yaml(''), 'agent.yaml', process.env);
+    expect((await checkTarget(config, { scope: 'reload' })).problems).toEqual([
+      `outputs.otlp.tls.ca_file (OTEL_EXPORTER_OTLP_CERTIFICATE): cannot read ${join(scratch, 'missing.pem')}: no such file`,
     ]);
   });
 

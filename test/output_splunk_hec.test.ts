@@ -4,7 +4,8 @@ import { beforeAll, describe, expect, it, vi } from 'vitest';
 import type { LogRecord } from '../agent/record.ts';
 import { NdjsonEncoder } from '../outputs/ndjson.ts';
 import { PermanentError, RetryableError } from '../outputs/output.ts';
-import { DEFAULT_FIELDS, SplunkHecOutput, splunkHecConfig } from '../outputs/splunk_hec.ts';
+import { fileProblem } from '../agent/config/target_check.ts';
+import { DEFAULT_FIELDS, SplunkHecOutput, splunkHecConfig, splunkHecNeeds } from '../outputs/splunk_hec.ts';
 import { HEC_TOKEN, SplunkHecReceiver, type HecEvent, type SplunkHecOptions } from './fakes/splunk_hec.ts';
 import { outputSuite, podResource, recordBuilder, send, stdoutAttrs as webStdout } from './helpers/output_fixtures.ts';
 import { makeTestPki, type TestPki } from './helpers/rsyslog.ts';
@@ -74,12 +75,15 @@ describe('splunk_hec config', () => {
     expect(c.channel).toBeUndefined();
   });
 
-  it('needs exactly one of token and token_file, and a readable token_file', () => {
+  it('needs exactly one of token and token_file, and a readable token_file (checked on the node)', () => {
     expect(issues({})).toEqual(['token: set exactly one of token and token_file (the HEC token)']);
     const file = join(dir, 'both.token');
     writeFileSync(file, 'x');
     expect(issues({ token: 't', token_file: file })).toEqual(['token_file: set exactly one of token and token_file (the HEC token)']);
-    expect(issues({ token_file: join(dir, 'absent.token') })).toEqual([`token_file: cannot read ${join(dir, 'absent.token')}: ENOENT`]);
+    const absent = join(dir, 'absent.token');
+    expect(issues({ token_file: absent })).toEqual([]);
+    expect(splunkHecNeeds(splunkHecConfig.parse({ ...base, token_file: absent })).files).toEqual([{ key: 'token_file', path: absent }]);
+    expect(fileProblem(absent)).toBe('no such file');
   });
 
   it('refuses an Authorization header, a channel that is not a GUID, too many fields and unknown keys', () => {

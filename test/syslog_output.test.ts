@@ -6,7 +6,7 @@ import { SelfMetrics } from '../agent/metrics.ts';
 import type { Attributes, LogRecord } from '../agent/record.ts';
 import { RetryableError, type OutputContext } from '../outputs/output.ts';
 import { createOutput, outputPlugins } from '../outputs/registry.ts';
-import { parseEndpoint, SyslogOutput, syslogConfig } from '../outputs/syslog/syslog_output.ts';
+import { parseEndpoint, SyslogOutput, syslogConfig, syslogNeeds } from '../outputs/syslog/syslog_output.ts';
 import { suiteScratch } from './helpers/child_agent.ts';
 import { rejection } from './helpers/output_fixtures.ts';
 import { makeTestPki, Rsyslog, rsyslogAvailable, type RsyslogLine, type RsyslogOptions, type TestPki } from './helpers/rsyslog.ts';
@@ -224,7 +224,12 @@ describe('syslog output config', () => {
     expect(problems('endpoint: "tcp://h", facility: 24')[0]).toMatch(/^outputs\.central\.facility: /);
     expect(problems('endpoint: "tcp://h", facility: local8')[0]).toMatch(/^outputs\.central\.facility: /);
     expect(problems('endpoint: "tcp://h", max_message_bytes: lots')).toEqual(['outputs.central.max_message_bytes: expected a size like 8KiB, got "lots"']);
-    expect(problems('endpoint: "tls://h", tls: { ca_file: /nonexistent/ca.pem }')).toEqual(['outputs.central.tls.ca_file: cannot read /nonexistent/ca.pem: no such file']);
+    // Files are the node's business (validate --check, start, reload): the schema stays pure.
+    expect(problems('endpoint: "tls://h", tls: { ca_file: /nonexistent/ca.pem }')).toEqual([]);
+    expect(syslogNeeds(syslogConfig.parse({ type: 'syslog', inputs: ['c'], endpoint: 'tls://h', tls: { ca_file: '/nonexistent/ca.pem' } }))).toEqual({
+      files: [{ key: 'tls.ca_file', path: '/nonexistent/ca.pem' }],
+      endpoints: [{ key: 'endpoint', url: 'tls://h:6514', tls: { ca_file: '/nonexistent/ca.pem', insecure_skip_verify: false } }],
+    });
     expect(problems('endpoint: "tcp://h", max_message_bytes: 2KiB, facility: 17, structured_data: false')).toEqual([]);
   });
 });

@@ -1,46 +1,165 @@
-import { readFileSync } from 'node:fs';
-import { parseDocument } from 'yaml';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
-import { expandEnv } from './env.ts';
+import { expandEnv, type Substitution } from './env.ts';
 import { closest } from './did_you_mean.ts';
 import { configSchema, type AgentConfig } from './schema.ts';
 
 /** A config that cannot be used: one line per problem, each naming its key path. */
 export class ConfigError extends Error {
   readonly problems: string[];
+  /** The command line exits 2 with the message alone (agent/cli.ts). */
+  readonly exitTwo = true;
   constructor(file: string, problems: string[], headline = 'invalid config') {
     super(`${file}: ${headline}\n${problems.map((p) => `  ${p}`).join('\n')}`);
     this.problems = problems;
   }
 }
 
-export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): AgentConfig {
-  let text: string;
+/**
+ * The largest config file read. A ConfigMap holds at most 1 MiB altogether; a bigger file is a
+ * mistake (or an attack on the parser), refused before it is read into memory.
+ */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+/** Aliases resolved while building the document: a few are handy, a billion laughs are not. */
+export const MAX_ALIAS_COUNT = 100;
+/** Problems printed; more say how many more there were. */
+const MAX_PROBLEMS = 50;
+
+/** The file's text, read without ever holding more than MAX_CONFIG_BYTES (a FIFO or /dev/zero too). */
+export function readConfigText(file: string): string {
+  let fd: number;
   try {
-    text = readFileSync(file, 'utf8');
+    fd = openSync(file, 'r');
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : e.message;
     throw new ConfigError(file, [`cannot read config file: ${why}`], 'cannot read config file');
   }
-  return parseConfig(text, file, env);
+  try {
+    const buf = Buffer.allocUnsafe(MAX_CONFIG_BYTES + 1);
+    let n = 0;
+    for (;;) {
+      let got: number;
+      try {
+        got = readSync(fd, buf, n, buf.length - n, null);
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        throw new ConfigError(file, [`cannot read config file: ${e.code === 'EISDIR' ? 'it is a folder' : e.message}`], 'cannot read config file');
+      }
+      if (got === 0) break;
+      n += got;
+      if (n > MAX_CONFIG_BYTES) {
+        throw new ConfigError(file, [`the config file is larger than ${MAX_CONFIG_BYTES / 1024 / 1024} MiB (a ConfigMap holds at most 1 MiB); is it the right file?`], 'config file too large');
+      }
+    }
+    return buf.toString('utf8', 0, n);
+  } finally {
+    closeSync(fd);
+  }
 }
 
-export function parseConfig(text: string, file = '<config>', env: NodeJS.ProcessEnv = process.env): AgentConfig {
-  const expanded = expandEnv(text, env);
-  if (expanded.problems.length) throw new ConfigError(file, expanded.problems.map((p) => `line ${p.line}: ${p.message}`));
+export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  return parseConfig(readConfigText(file), file, env);
+}
 
-  const doc = parseDocument(expanded.text, { prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length) {
-    throw new ConfigError(
-      file,
-      doc.errors.map((e) => `line ${e.linePos?.[0].line ?? '?'}: YAML: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`),
-    );
+/**
+ * Text to config, or a ConfigError with one line per problem. Nothing in the text makes it throw
+ * anything else, loop, or hold more than a few times MAX_CONFIG_BYTES (test/hardening/config_fuzz.test.ts).
+ */
+export function parseConfig(text: string, file = '<config>', env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  if (text.length > MAX_CONFIG_BYTES) {
+    throw new ConfigError(file, [`the config is larger than ${MAX_CONFIG_BYTES / 1024 / 1024} MiB`], 'config file too large');
   }
-  const data: unknown = doc.toJS() ?? {};
+  const expanded = expandEnv(text, env, 2 * MAX_CONFIG_BYTES);
+  if (expanded.problems.length) throw new ConfigError(file, capped(expanded.problems.map((p) => `line ${p.line}: ${p.message}`)));
+  const secrets = new SecretValues(expanded.substitutions);
+
+  let doc: Document.Parsed;
+  let data: unknown;
+  try {
+    doc = parseDocument(expanded.text, { prettyErrors: true, uniqueKeys: true });
+    if (doc.errors.length) {
+      throw new ConfigError(
+        file,
+        capped(
+          doc.errors.map((e) =>
+            secrets.hide(`line ${e.linePos?.[0].line ?? '?'}: YAML: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`),
+          ),
+        ),
+      );
+    }
+    data = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) ?? {};
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(file, [yamlFailure(err)]);
+  }
   const result = configSchema.safeParse(data);
-  if (!result.success) throw new ConfigError(file, result.error.issues.flatMap((i) => describeIssue(i, data)));
+  if (!result.success) {
+    const shown = (path: readonly PropertyKey[]) => secrets.show(doc, path, valueAt(data, path));
+    throw new ConfigError(file, capped(result.error.issues.flatMap((i) => describeIssue(i, data, shown).map((line) => secrets.hideAt(doc, i.path, line)))));
+  }
   return result.data;
+}
+
+/** The parser's own limits, in words: an alias bomb, or nesting deeper than its stack. */
+function yamlFailure(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  if (/alias/i.test(message)) return `YAML: aliases expand to more than ${MAX_ALIAS_COUNT} nodes (a "billion laughs" document?); write the values out instead`;
+  if (err instanceof RangeError) return 'YAML: the document nests too deeply to be read';
+  return `YAML: ${message.split('\n')[0]}`;
+}
+
+function capped(problems: string[]): string[] {
+  if (problems.length <= MAX_PROBLEMS) return problems;
+  return [...problems.slice(0, MAX_PROBLEMS), `... and ${problems.length - MAX_PROBLEMS} more problems`];
+}
+
+/**
+ * Values that came from `${VAR}`: an error never shows them (one may be a password put under the
+ * wrong key), it names the variable instead.
+ */
+class SecretValues {
+  private readonly subs: Substitution[];
+
+  constructor(subs: Substitution[]) {
+    this.subs = subs;
+  }
+
+  /** The substitutions inside the node at `path`, by its position in the text. */
+  private at(doc: Document.Parsed, path: readonly PropertyKey[]): Substitution[] {
+    if (this.subs.length === 0) return [];
+    let node: unknown;
+    try {
+      node = path.length === 0 ? doc.contents : doc.getIn(path as unknown[], true);
+    } catch {
+      return [];
+    }
+    const range = (node as { range?: [number, number, number] } | undefined)?.range;
+    if (!range) return [];
+    return this.subs.filter((s) => s.start < range[2] && s.end > range[0]);
+  }
+
+  /** How an error shows the value at `path`: JSON, or which variables it came from. */
+  show(doc: Document.Parsed, path: readonly PropertyKey[], value: unknown): string {
+    const from = this.at(doc, path);
+    if (from.length === 0) return JSON.stringify(value);
+    return `the value of ${[...new Set(from.map((s) => `\${${s.name}}`))].join(', ')} (not shown)`;
+  }
+
+  /** `line` with every value substituted into the node at `path` replaced by its variable's name. */
+  hideAt(doc: Document.Parsed, path: readonly PropertyKey[], line: string): string {
+    let out = line;
+    for (const s of this.at(doc, path)) out = out.split(JSON.stringify(s.value)).join(`the value of \${${s.name}} (not shown)`).split(s.value).join(`\${${s.name}}`);
+    return this.hide(out);
+  }
+
+  /** Any value of six characters or more from the environment, wherever it appears in `line`. */
+  hide(line: string): string {
+    let out = line;
+    for (const s of this.subs) if (s.value.length >= 6) out = out.split(s.value).join(`\${${s.name}}`);
+    return out;
+  }
 }
 
 function keyPath(path: readonly PropertyKey[]): string {
@@ -49,7 +168,7 @@ function keyPath(path: readonly PropertyKey[]): string {
   return out || '(top level)';
 }
 
-function describeIssue(issue: z.core.$ZodIssue, data: unknown): string[] {
+function describeIssue(issue: z.core.$ZodIssue, data: unknown, shown: (path: readonly PropertyKey[]) => string): string[] {
   const where = keyPath(issue.path);
   switch (issue.code) {
     case 'unrecognized_keys': {
@@ -64,18 +183,16 @@ function describeIssue(issue: z.core.$ZodIssue, data: unknown): string[] {
       if ('discriminator' in issue && issue.discriminator === 'type') {
         const got = valueAt(data, issue.path);
         const options = (issue as { options?: unknown[] }).options ?? [];
-        return [
-          `${where}: ${got === undefined ? 'missing' : `unknown type ${JSON.stringify(got)}`} (expected one of: ${options.join(', ')})`,
-        ];
+        return [`${where}: ${got === undefined ? 'missing' : `unknown type ${shown(issue.path)}`} (expected one of: ${options.join(', ')})`];
       }
       return [`${where}: ${issue.message}`];
     case 'invalid_type':
       if (valueAt(data, issue.path) === undefined) return [`${where}: required key is missing (expected ${issue.expected})`];
-      return [`${where}: expected ${issue.expected}, got ${JSON.stringify(valueAt(data, issue.path))}`];
+      return [`${where}: expected ${issue.expected}, got ${shown(issue.path)}`];
     case 'invalid_key':
       return issue.issues.map((i) => `${where}: ${i.message}`);
     case 'invalid_value':
-      return [`${where}: expected one of ${issue.values.map((v) => JSON.stringify(v)).join(' | ')}, got ${JSON.stringify(valueAt(data, issue.path))}`];
+      return [`${where}: expected one of ${issue.values.map((v) => JSON.stringify(v)).join(' | ')}, got ${shown(issue.path)}`];
     default:
       return [`${where}: ${issue.message}`];
   }

@@ -1,9 +1,8 @@
-import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { watch, type FSWatcher } from 'chokidar';
 import { ReloadRejected, type Agent } from '../agent.ts';
-import { ConfigError, parseConfig } from './load.ts';
+import { ConfigError, parseConfig, readConfigText } from './load.ts';
 
 /**
  * Watches the config file's folder — a ConfigMap volume swaps its `..data` symlink, so the file's
@@ -20,7 +19,7 @@ export class ConfigReloader {
   constructor(file: string, agent: Agent) {
     this.file = file;
     this.agent = agent;
-    this.lastText = safeRead(file) ?? '';
+    this.lastText = safeRead(file).text ?? '';
   }
 
   start(debounceMs = 150): void {
@@ -33,15 +32,16 @@ export class ConfigReloader {
     this.watcher.on('error', (err) => this.agent.log.warn(`config watch on ${dirname(this.file)} failed: ${(err as Error).message}; SIGHUP still reloads`));
   }
 
-  /** Returns what happened, for logs and tests. */
-  async reload(reason: string): Promise<'applied' | 'unchanged' | 'invalid' | 'rejected'> {
+  /** Returns what happened, for logs and tests; never rejects (the file watch calls it unawaited). */
+  async reload(reason: string): Promise<'applied' | 'unchanged' | 'invalid' | 'rejected' | 'failed'> {
     const { log, metrics } = this.agent;
-    const text = safeRead(this.file);
-    if (text === undefined) {
+    const read = safeRead(this.file);
+    if (read.error !== undefined) {
       metrics.configReloads.inc({ result: 'failure' });
-      log.error(`config reload (${reason}): cannot read ${this.file}; keeping the running config`);
+      log.error(`config reload (${reason}) rejected, keeping the running config: ${read.error}`);
       return 'invalid';
     }
+    const text = read.text;
     if (text === this.lastText && reason !== 'SIGHUP') return 'unchanged';
     this.lastText = text;
     let next;
@@ -57,12 +57,16 @@ export class ConfigReloader {
     try {
       await this.agent.reload(next);
     } catch (err) {
+      // Whatever a reload throws, the agent goes on: a rejected one (a restart-only key, a part
+      // that cannot be built) left the running config as it was; anything else is a fault of the
+      // reload itself, logged with its stack so it can be reported.
       metrics.configReloads.inc({ result: 'failure' });
       if (err instanceof ReloadRejected) {
         log.error(`config reload (${reason}) rejected, keeping the running config: ${err.message}`);
         return 'rejected';
       }
-      throw err;
+      log.error(`config reload (${reason}) failed: ${(err as Error).stack ?? String(err)}`);
+      return 'failed';
     }
     metrics.configReloads.inc({ result: 'success' });
     return 'applied';
@@ -74,10 +78,11 @@ export class ConfigReloader {
   }
 }
 
-function safeRead(file: string): string | undefined {
+/** The file's text (bounded like at start: readConfigText), or why it cannot be read. */
+function safeRead(file: string): { text: string; error?: undefined } | { text?: undefined; error: string } {
   try {
-    return readFileSync(file, 'utf8');
-  } catch {
-    return undefined;
+    return { text: readConfigText(file) };
+  } catch (err) {
+    return { error: err instanceof Error ? err.message : String(err) };
   }
 }

@@ -1,9 +1,10 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { duration, size } from '../../agent/config/types.ts';
+import type { TargetNeeds } from '../../agent/config/target_check.ts';
 import type { LogRecord } from '../../agent/record.ts';
 import { outputCommon } from '../common_config.ts';
-import { tlsConfig } from '../http_client.ts';
+import { tlsConfig, tlsFiles } from '../http_client.ts';
 import { RetryableError, type Output, type OutputContext, type SendResult } from '../output.ts';
 import {
   compileTemplate,
@@ -105,6 +106,16 @@ export const syslogConfig = z
     if (cfg.concurrency > 1) issue(['concurrency'], 'syslog sends over one connection, in order: concurrency must be 1');
   });
 export type SyslogConfig = z.infer<typeof syslogConfig>;
+
+/** The TLS files (tls:// only) and the server (checked on the node: agent/config/target_check.ts). */
+export function syslogNeeds(config: SyslogConfig): TargetNeeds {
+  const endpoint = parseEndpoint(config.endpoint) as SyslogEndpoint; // validated by the schema
+  const host = endpoint.host.includes(':') ? `[${endpoint.host}]` : endpoint.host;
+  return {
+    files: endpoint.protocol === 'tls' ? tlsFiles(config.tls) : [],
+    endpoints: [{ key: 'endpoint', url: `${endpoint.protocol}://${host}:${endpoint.port}`, tls: endpoint.protocol === 'tls' ? config.tls : undefined }],
+  };
+}
 
 /** OpenSSL's codes for "signed by no CA we trust" (an expired or misnamed certificate is another matter). */
 const UNTRUSTED = /^(UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|CERT_UNTRUSTED|CERT_SIGNATURE_FAILURE|INVALID_CA)$/;

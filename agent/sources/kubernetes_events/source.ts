@@ -93,8 +93,11 @@ export class KubernetesEventsSource implements Source {
   }
 
   get ready(): boolean {
-    return this.started && !this.stopping;
+    return this.started && !this.stopping && this.notReadyReason === undefined;
   }
+
+  /** Why the source is not ready while it runs (the API connection `kubernetes.mode` asks for cannot be made). */
+  notReadyReason: string | undefined;
 
   /** Events uids remembered for counting (bounded by max_tracked_events). */
   get tracked(): number {
@@ -136,7 +139,15 @@ export class KubernetesEventsSource implements Source {
     this.timer = setInterval(() => this.writeCheckpoint(false), this.config.checkpoint_interval);
     this.timer.unref();
     this.pump();
-    this.connection = await this.ctx.kube.connection();
+    try {
+      this.connection = await this.ctx.kube.connection();
+    } catch (e) {
+      // An explicit kubernetes.mode that cannot work (validate --check says so before a rollout):
+      // the agent's other sources go on; this one stays not ready, saying why.
+      this.notReadyReason = `no Kubernetes API connection: ${(e as Error).message}`;
+      this.ctx.log.error(`source ${this.name}: ${this.notReadyReason}; cluster events are not watched`);
+      return;
+    }
     if (!this.connection) {
       this.ctx.log.warn(`source ${this.name}: no Kubernetes API (kubernetes.mode), cluster events are not watched`);
       return;
