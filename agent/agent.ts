@@ -83,7 +83,10 @@ export class Agent {
   /** Outputs a reload removed that are still delivering what they hold, by name. */
   private readonly removing = new Map<string, Promise<void>>();
   private server: AgentServer;
-  private started = false;
+  /** Outputs, transforms and sources are built and registered (sources may still be starting). */
+  private built = false;
+  /** Sources registered but not started yet: a stop during start does not stop or close them (nor write their checkpoints). */
+  private readonly unstarted = new Set<string>();
   private starting: Promise<void> = Promise.resolve();
   private stopping = false;
   private reloading: Promise<void> = Promise.resolve();
@@ -225,7 +228,7 @@ export class Agent {
 
   /** /readyz: the agent itself (stopping), then every source, each with why it is not ready. */
   readiness(): ReadinessCheck[] {
-    const agent = this.stopping ? 'stopping' : this.started ? undefined : 'starting';
+    const agent = this.stopping ? 'stopping' : this.built ? undefined : 'starting';
     const checks: ReadinessCheck[] = [{ component: 'agent', ready: agent === undefined, ...(agent ? { reason: agent } : {}) }];
     for (const [name, s] of this.sources) {
       const failed = this.failedSources.get(name);
@@ -326,18 +329,20 @@ export class Agent {
       this.declareOutput(name, r);
       r.start();
     }
-    // Only sources that start are registered: stop() closes them, and a checkpoint is only ever
-    // written by a source that loaded it.
     for (const [name, { source, stage }] of built) {
-      if (this.stopping) return;
       this.metrics.declareSource(name);
       this.sources.set(name, source);
       if (stage) this.stages.set(name, stage);
+      this.unstarted.add(name);
+    }
+    this.built = true;
+    for (const [name, { source }] of built) {
+      if (this.stopping) return;
       await this.startSource(name, source);
+      this.unstarted.delete(name);
       // Let the probes and /metrics in between sources: a large node's first scan takes a while.
       await new Promise((r) => setImmediate(r));
     }
-    this.started = true;
     this.log.info(
       `telemetry-agent ${VERSION} on node ${this.config.node_name}: ${this.sources.size} sources, ` +
         `${this.pipeline.transforms.size} transforms, ${this.pipeline.runners.size} outputs, serving http://${this.address.address}:${this.address.port}/metrics`,
@@ -576,7 +581,7 @@ export class Agent {
     if (await this.starting.then(() => false, () => true)) return { drained: true };
     await this.reloading;
     const deadline = Date.now() + this.config.shutdown_timeout;
-    const sources = [...this.sources.values()];
+    const sources = [...this.sources].filter(([name]) => !this.unstarted.has(name)).map(([, s]) => s);
     await Promise.race([Promise.all(sources.map((s) => s.stopReading())), sleep(this.config.shutdown_timeout)]);
     for (const stage of this.stages.values()) stage.flush();
     this.pipeline.flushTransforms();

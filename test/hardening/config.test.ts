@@ -73,18 +73,18 @@ describe('hardening: configs that validate calls valid never crash run or a relo
     agent.start();
     await agent.ready(port);
     const c = tree.container({ content: criLines(['before']) });
-    await waitFor('the first line delivered', () => existsSync(tree.outputPath) && readRecords(tree.outputPath).length === 1, 15_000);
+    await waitFor('the first line delivered', () => existsSync(tree.outputPath) && readRecords(tree.outputPath).length === 1, 30_000);
 
     writeFileSync(configFile, bad(tree, port));
     if (via === 'SIGHUP') agent.proc!.kill('SIGHUP');
-    await waitFor('the reload rejected', () => expectInLog.test(agent.stderr), 15_000).catch((e: Error) => {
+    await waitFor('the reload rejected', () => expectInLog.test(agent.stderr), 30_000).catch((e: Error) => {
       throw new Error(`${e.message}\n${agent.stderr.slice(-3000)}`);
     });
     expect(await scrapeMetric(`http://127.0.0.1:${port}`, 'telemetry_agent_config_reloads_total', { result: 'failure' })).toBe(1);
     expect(agent.proc!.exitCode).toBeNull();
 
     writeFileSync(c.logPath, criLines(['before', 'after']));
-    await waitFor('a line written after the rejected reload, in the running output', () => readRecords(tree.outputPath).length === 2, 15_000);
+    await waitFor('a line written after the rejected reload, in the running output', () => readRecords(tree.outputPath).length === 2, 30_000);
     expect(readRecords(tree.outputPath).map((r) => r.body)).toEqual(['before', 'after']);
     expect(await agent.kill('SIGTERM')).toBe(0);
     return agent.stderr;
@@ -160,12 +160,12 @@ describe('hardening: configs that validate calls valid never crash run or a relo
     const agent = new ChildAgent(configFile);
     onCleanup(() => agent.proc?.kill('SIGKILL'));
     agent.start();
-    await waitFor('/healthz', () => fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.status === 200, () => false), 15_000);
-    await waitFor('the events source saying why it is not ready', () => /source cluster: no Kubernetes API connection: .*\/nonexistent\/kubeconfig does not exist/.test(agent.stderr), 15_000);
+    await waitFor('/healthz', () => fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.status === 200, () => false), 30_000);
+    await waitFor('the events source saying why it is not ready', () => /source cluster: no Kubernetes API connection: .*\/nonexistent\/kubeconfig does not exist/.test(agent.stderr), 30_000);
     expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(503);
     // Container logs keep flowing (without pod metadata) while the cluster part cannot work.
     tree.container({ content: criLines(['still shipped']) });
-    await waitFor('a container line delivered', () => existsSync(tree.outputPath) && readRecords(tree.outputPath).length === 1, 15_000);
+    await waitFor('a container line delivered', () => existsSync(tree.outputPath) && readRecords(tree.outputPath).length === 1, 30_000);
     expect(agent.proc!.exitCode).toBeNull();
     expect(await agent.kill('SIGTERM')).toBe(0);
     expect(agent.stderr).not.toMatch(/\n\s+at /);
