@@ -46,7 +46,7 @@ const CREDENTIALS_IN_URL = `  api:
     endpoint: http://loki-user:${PASSWORD}@127.0.0.1:9
 `;
 
-describe('hardening: configs that validate calls valid never crash run or a reload', () => {
+describe('hardening: configs that validate calls valid never crash run or a reload', { timeout: 180_000 }, () => {
   const { root, onCleanup } = suiteScratch('kta-hardening-config-', 'HARDENING_KEEP');
   const newTree = () => {
     const tree = new NodeTree('kta-hardening-');
@@ -71,7 +71,7 @@ describe('hardening: configs that validate calls valid never crash run or a relo
     const agent = new ChildAgent(configFile);
     onCleanup(() => agent.proc?.kill('SIGKILL'));
     agent.start();
-    await agent.ready(port);
+    await agent.ready(port, 45_000);
     const c = tree.container({ content: criLines(['before']) });
     await waitFor('the first line delivered', () => existsSync(tree.outputPath) && readRecords(tree.outputPath).length === 1, 30_000);
 

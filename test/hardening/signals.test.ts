@@ -27,7 +27,7 @@ function handlersInstalled(pid: number): boolean {
   }
 }
 
-describe('hardening: signals from the first line of main', () => {
+describe('hardening: signals from the first line of main', { timeout: 180_000 }, () => {
   const { root, onCleanup } = suiteScratch('kta-hardening-signals-', 'HARDENING_KEEP');
 
   async function agentFor(name: string): Promise<{ agent: ChildAgent; port: number }> {
