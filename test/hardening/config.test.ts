@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { criLines, NodeTree, readRecords, scrapeMetric } from '../helpers/agent_harness.ts';
@@ -83,7 +83,7 @@ describe('hardening: configs that validate calls valid never crash run or a relo
     expect(await scrapeMetric(`http://127.0.0.1:${port}`, 'telemetry_agent_config_reloads_total', { result: 'failure' })).toBe(1);
     expect(agent.proc!.exitCode).toBeNull();
 
-    writeFileSync(c.logPath, criLines(['before', 'after']));
+    appendFileSync(c.logPath, criLines(['after']));
     await waitFor('a line written after the rejected reload, in the running output', () => readRecords(tree.outputPath).length === 2, 30_000);
     expect(readRecords(tree.outputPath).map((r) => r.body)).toEqual(['before', 'after']);
     expect(await agent.kill('SIGTERM')).toBe(0);
