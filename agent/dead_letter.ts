@@ -47,9 +47,10 @@ export class DeadLetterFile {
   private async append(records: readonly LogRecord[], reason: string): Promise<void> {
     if (this.size === undefined) {
       mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
+      // Older versions left the folder and its files readable by every user of the node.
+      await fsp.chmod(dirname(this.path), 0o700).catch(() => undefined);
       try {
         this.size = statSync(this.path).size;
-        // A file an older version left readable by every user of the node.
         await fsp.chmod(this.path, FILE_MODE);
       } catch {
         this.size = 0;
