@@ -141,13 +141,15 @@ export async function checkTarget(config: AgentConfig, opts: CheckOptions): Prom
     network.push(kubernetesProblem(config, target, timeoutMs, report));
   }
   await Promise.all(network);
-  report.checked = [...count].map(([what, n]) => (n === 1 && what !== 'Kubernetes connection' && what !== 'server.listen free' ? `1 ${singular(what)}` : n === 1 ? what : `${n} ${what}`));
+  report.checked = CHECKED_ORDER.filter((what) => count.has(what)).map((what) => {
+    const n = count.get(what)!;
+    if (what === 'server.listen free' || what === 'Kubernetes connection') return what;
+    return n === 1 ? `1 ${what.replace(/^(\w+)s /, '$1 ')}` : `${n} ${what}`;
+  });
   return report;
 }
 
-function singular(what: string): string {
-  return what.replace(/^(\w+)s /, '$1 ');
-}
+const CHECKED_ORDER = ['paths writable', 'files readable', 'programs found', 'endpoints reachable', 'server.listen free', 'Kubernetes connection'];
 
 /** Why `path` cannot be read as a non-empty file, or undefined. */
 export function fileProblem(path: string): string | undefined {
@@ -188,7 +190,8 @@ export function writeProblem(path: string, kind: 'file' | 'folder'): string | un
       st = statSync(at);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code !== 'ENOENT') return `cannot use ${at}: ${fsProblem(e)}`;
+      // ENOTDIR: a parent is a file; walking up finds it and says so.
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') return `cannot use ${at}: ${fsProblem(e)}`;
       const parent = dirname(at);
       if (parent === at) return `cannot use ${path}: no such folder`;
       at = parent;
