@@ -74,6 +74,9 @@ async function main(argv: string[]): Promise<number> {
       'token-file': { type: 'string' },
       interval: { type: 'string' },
       once: { type: 'boolean' },
+      port: { type: 'string' },
+      record: { type: 'string' },
+      records: { type: 'boolean' },
     },
   });
   if (values.version) {
@@ -167,7 +170,9 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'demo': {
       const { runDemo } = await import('./demo/demo.ts');
-      return runDemo({ seconds: values.seconds ? Number(values.seconds) : undefined });
+      const port = values.port === undefined ? undefined : Number(values.port);
+      if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port < 65536)) throw new UsageError(`--port: expected a port number, got ${JSON.stringify(values.port)}`);
+      return runDemo({ seconds: positiveNumber(values.seconds, '--seconds'), port, record: values.record, records: values.records });
     }
     default:
       throw new UsageError(command ? `unknown command "${command}"` : 'missing command');

@@ -5,6 +5,8 @@ import { processSignals, type ProcessSignals } from './process_signals.ts';
 export interface RunOptions {
   /** Watched and reloaded on change and on SIGHUP. */
   configFile?: string;
+  /** Runs once the agent has started (the demo starts its story here). */
+  afterStart?: () => void | Promise<void>;
   /** Runs before the agent stops (the demo stops its simulator here). */
   beforeStop?: () => Promise<void>;
   /** Default: the process's one instance (installed by the first line of agent/cli.ts). */
@@ -44,6 +46,7 @@ export async function runUntilSignal(agent: Agent, opts: RunOptions = {}): Promi
     signals.onHup(undefined);
     throw err;
   }
+  if (!signals.stopRequested) await opts.afterStart?.();
   if (!signals.stopRequested) {
     reloader = opts.configFile ? new ConfigReloader(opts.configFile, agent) : undefined;
     reloader?.start();

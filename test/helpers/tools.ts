@@ -1,21 +1,7 @@
-import { accessSync, constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { onPath } from '../../agent/executables.ts';
 import type { TestContext } from 'vitest';
 
-/** An executable named `name` on PATH, or undefined. */
-export function onPath(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (!dir) continue;
-    const candidate = join(dir, name);
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
+export { onPath };
 
 /** A missing tool fails the test in CI and skips it elsewhere, saying why. */
 export function requireTool(ctx: TestContext, name: string): string {
