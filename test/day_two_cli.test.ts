@@ -42,8 +42,13 @@ describe('validate --print', () => {
         '    inputs: [containers]',
         '    endpoint: http://loki:3100',
         '    auth: { username: agent, password: hunter2 }',
-        '    headers: { Authorization: Bearer abc, X-Scope-OrgID: team-a }',
+        '    headers: { X-Scope-OrgID: team-a }',
         '    buffer: { type: disk, max_size: 1GB }',
+        '  collector:',
+        '    type: http',
+        '    inputs: [containers]',
+        '    endpoint: http://collector:8080/ingest',
+        '    headers: { Authorization: Bearer abc }',
         '',
       ].join('\n'),
     );
@@ -61,7 +66,8 @@ describe('validate --print', () => {
     expect(loki.buffer).toMatchObject({ type: 'disk', max_size: '1GB', when_full: 'block', fsync_interval: '500ms' });
     expect(loki.batch).toEqual({ max_bytes: '1MiB', max_events: 5000, timeout: '1s' });
     expect(loki.auth).toEqual({ username: 'agent', password: '<redacted>' });
-    expect(loki.headers).toEqual({ Authorization: '<redacted>', 'X-Scope-OrgID': 'team-a' });
+    expect(loki.headers).toEqual({ 'X-Scope-OrgID': 'team-a' });
+    expect(printed.outputs.collector.headers).toEqual({ Authorization: '<redacted>' });
     expect(r.stdout).not.toContain('hunter2');
     expect(r.stdout).not.toContain('Bearer abc');
 
