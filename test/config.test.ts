@@ -59,12 +59,13 @@ describe('parseConfig: defaults', () => {
       read_from: 'beginning',
       format: 'auto',
       multiline: null,
+      inotify: true,
     });
     // max_unacked_bytes has no fixed default: absent, the agent picks it from the outputs (flow_window.ts).
     const knobs = ['max_line_bytes', 'glob_interval', 'poll_interval', 'partial_timeout', 'rotate_wait', 'checkpoint_interval', 'read_chunk', 'max_open_files'] as const;
     expect(src).not.toHaveProperty('max_unacked_bytes');
     const enrichment = Object.keys(enrichmentKeys);
-    expect(Object.keys(src).sort()).toEqual(['type', 'include', 'exclude', 'read_from', 'format', 'multiline', ...knobs, ...enrichment].sort());
+    expect(Object.keys(src).sort()).toEqual(['type', 'include', 'exclude', 'read_from', 'format', 'multiline', 'inotify', ...knobs, ...enrichment].sort());
     expect(src).toMatchObject({
       parser: 'none',
       timestamp_from_body: false,

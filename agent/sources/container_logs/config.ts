@@ -7,6 +7,11 @@ export const containerLogsConfig = z.strictObject({
   type: z.literal('container_logs'),
   include: z.array(z.string().min(1)).min(1).default(['/var/log/containers/*.log']),
   exclude: z.array(z.string().min(1)).default([]),
+  /**
+   * Folders the files (symlinks resolved) must lie under, on top of kubelet's layout, which is
+   * always required (layout_check.ts). Absent: any folder with kubelet's layout.
+   */
+  allowed_roots: z.array(z.string().startsWith('/', 'must be an absolute path')).min(1).optional(),
   /** Where to start in files seen the first time while the agent runs from a checkpoint-less state. */
   read_from: z.enum(['beginning', 'end']).default('beginning'),
   format: z.enum(['auto', 'cri', 'docker']).default('auto'),

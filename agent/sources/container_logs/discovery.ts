@@ -1,5 +1,6 @@
 import { globSync, readlinkSync, realpathSync } from 'node:fs';
 import { dirname, matchesGlob, resolve } from 'node:path';
+import type { LayoutCheck, LayoutRefusal } from './layout_check.ts';
 
 export interface DiscoveredFile {
   /** The path the glob matched, usually kubelet's symlink in /var/log/containers. */
@@ -10,12 +11,15 @@ export interface DiscoveredFile {
 
 export interface DiscoveryProblem {
   path: string;
-  reason: 'missing_target' | 'unreadable';
+  reason: 'missing_target' | 'unreadable' | LayoutRefusal;
   message: string;
 }
 
-/** Which files the include and exclude globs select now. Excludes match the link or the real path. */
-export function discover(include: readonly string[], exclude: readonly string[]): {
+/**
+ * Which files the include and exclude globs select now. Excludes match the link or the real path;
+ * what `layout` refuses (not where kubelet puts logs) is a problem, not a file.
+ */
+export function discover(include: readonly string[], exclude: readonly string[], layout: LayoutCheck): {
   files: DiscoveredFile[];
   problems: DiscoveryProblem[];
 } {
@@ -47,6 +51,11 @@ export function discover(include: readonly string[], exclude: readonly string[])
         continue;
       }
       if (excluded(realPath)) continue;
+      const refused = layout.problem(linkPath, realPath);
+      if (refused) {
+        problems.push({ path: linkPath, ...refused });
+        continue;
+      }
       files.push({ linkPath, realPath });
     }
   }

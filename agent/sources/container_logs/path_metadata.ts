@@ -3,7 +3,7 @@
  * records carry pod identity even when the API server is unreachable. Runs once per file.
  */
 
-interface PathFacts {
+export interface PathFacts {
   namespace?: string;
   pod?: string;
   uid?: string;
@@ -32,7 +32,7 @@ function lastComponents(path: string): [string, string, string] {
 }
 
 /** `<root>/<ns>_<pod>_<uid>/<container>/<restart>.log` and the older uid-only layouts. */
-function parsePodsPath(path: string): PathFacts | undefined {
+export function parsePodsPath(path: string): PathFacts | undefined {
   const [podDir, dir, file] = lastComponents(path);
   const restart = RESTART_FILE.exec(file)?.[1];
   if (restart !== undefined && dir !== '') {
@@ -53,7 +53,7 @@ function parsePodsPath(path: string): PathFacts | undefined {
  * what precedes an `_` is known to be whole: the container name and id are dropped rather than
  * reported cut short.
  */
-function parseLinkName(path: string): PathFacts | undefined {
+export function parseLinkName(path: string): PathFacts | undefined {
   const base = path.slice(path.lastIndexOf('/') + 1);
   if (!base.endsWith('.log')) return undefined;
   const stem = base.slice(0, -4);
@@ -73,7 +73,7 @@ function parseLinkName(path: string): PathFacts | undefined {
   return { pod: names[0], namespace: names.length >= 3 && names[1] !== '' ? names[1] : undefined };
 }
 
-function parseDockerPath(path: string): string | undefined {
+export function parseDockerPath(path: string): string | undefined {
   const [, dir, file] = lastComponents(path);
   const id = DOCKER_FILE.exec(file)?.[1];
   return id !== undefined && id === dir ? id : undefined;

@@ -1,5 +1,5 @@
-import { fstatSync, openSync, readdirSync, statSync, closeSync, type Stats } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { fstatSync, lstatSync, openSync, statSync, closeSync, type Stats } from 'node:fs';
+import { dirname, join, matchesGlob } from 'node:path';
 import type { Attributes, LogRecord } from '../../record.ts';
 import { RateLimitedLog } from '../../log.ts';
 import type { Source, SourceContext } from '../source.ts';
@@ -9,7 +9,9 @@ import type { MultilineOptions } from '../../../parsers/multiline.ts';
 import type { ContainerLogsConfig } from './config.ts';
 import { CheckpointStore, type FileCheckpoint } from './checkpoint_store.ts';
 import { ContainerDecoder, DOCKER_PHYSICAL_LINE_CAP } from './container_decoder.ts';
-import { discover, globBase } from './discovery.ts';
+import { discover, globBase, type DiscoveredFile } from './discovery.ts';
+import { LayoutCheck } from './layout_check.ts';
+import { FolderListings, liveBaseOf } from './folder_listing.ts';
 import { TAIL_BYTES, fingerprint, fingerprintMatches, identityKey, tailMatches } from './file_identity.ts';
 import { resourceFromPaths } from './path_metadata.ts';
 import { ReadPacing } from './read_pacing.ts';
@@ -24,32 +26,10 @@ export const CHECKPOINT_EVERY_BYTES = 1024 * 1024;
 
 /** File times and the agent's clock can differ a little (and writes land while it starts). */
 const MTIME_SLACK_MS = 5000;
-
-/** kubelet's rotated copies: `0.log.20261121-100000` (compressed `.gz` twins and `.tmp` leftovers are not read). */
-function isRotatedSibling(name: string, liveBase: string): boolean {
-  return name.startsWith(liveBase + '.') && !name.endsWith('.gz') && !name.endsWith('.tmp');
-}
-const liveBaseOf = (path: string) => basename(path).replace(/(\.log)\..*$/, '$1');
-
-/** The rotated copies beside a live file, in rotation (name) order; none when the folder is gone. */
-function rotatedSiblings(dir: string, liveBase: string): { path: string; st: Stats }[] {
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return [];
-  }
-  const found: { path: string; st: Stats }[] = [];
-  for (const name of names.filter((n) => isRotatedSibling(n, liveBase)).sort()) {
-    const path = join(dir, name);
-    try {
-      found.push({ path, st: statSync(path) });
-    } catch {
-      // removed since the listing
-    }
-  }
-  return found;
-}
+/** Files the first scan opens between two turns of the event loop. */
+const FIRST_SCAN_SLICE = 500;
+/** How often a long first scan logs how far it is. */
+const PROGRESS_EVERY_MS = 2000;
 
 /**
  * Source `container_logs`: finds container log files, reads them in large chunks, decodes lines to
@@ -63,6 +43,14 @@ export class ContainerLogsSource implements Source {
   private readonly store: CheckpointStore;
   private readonly warnings: RateLimitedLog;
   private readonly watcher: FolderWatcher;
+  private readonly layout: LayoutCheck;
+  /** Problems reported per path and reason (counted once, not per rescan), with the scan that last saw them. */
+  private readonly reported = new Map<string, { scan: number; fromScan: boolean }>();
+  private scans = 0;
+  /** Folder listings of the scan or recovery in progress (one per folder per pass). */
+  private listings = new FolderListings();
+  /** Files the first scan has looked at, and found: /readyz says how far it is. */
+  private firstScan: { done: number; total: number } | undefined = { done: 0, total: 0 };
 
   private readonly files = new Map<string, TailedFile>();
   /** The file each real path names now. */
@@ -103,6 +91,7 @@ export class ContainerLogsSource implements Source {
     this.labels = { source: name };
     this.bytesRead = ctx.metrics.sourceBytes.labels(this.labels);
     this.store = new CheckpointStore(ctx.dataDir, name);
+    this.layout = new LayoutCheck(config.allowed_roots);
     this.multiline = this.multilineOptions();
     this.warnings = new RateLimitedLog(ctx.log);
     // TAIL_BYTES more: every read also takes the bytes just before its offset (TailedFile.read).
@@ -113,16 +102,27 @@ export class ContainerLogsSource implements Source {
     );
   }
 
+  /** Not ready until the first scan has looked at every file (a large node takes seconds). */
   get ready(): boolean {
     return this.started && !this.stopping;
+  }
+
+  get notReadyReason(): string | undefined {
+    if (this.stopping) return 'stopping';
+    const first = this.firstScan;
+    if (first) return first.total === 0 ? 'first scan: listing files' : `first scan: ${first.done} of ${first.total} files`;
+    return this.started ? undefined : 'not started';
   }
 
   async start(): Promise<void> {
     this.startedAt = Date.now();
     this.loadCheckpoint();
-    this.scan(true);
+    await this.scanFirst();
+    if (this.stopping) return;
+    this.listings = new FolderListings();
     this.recoverRotated();
     this.restore.clear();
+    this.firstScan = undefined;
     this.rereadUnknown = undefined;
     if (this.config.inotify) for (const pattern of this.config.include) this.watcher.watch(globBase(pattern));
     this.timers.push(
@@ -209,48 +209,99 @@ export class ContainerLogsSource implements Source {
       this.rereadUnknown = 'checkpoint_entry_dropped';
     }
     this.restoredAt = loaded.state.writtenAt;
-    for (const cp of loaded.state.files) this.restore.set(`${cp.dev}:${cp.ino}`, cp);
+    for (const cp of loaded.state.files) {
+      // Its path is untrusted too: rotated copies are looked for beside it, orphans opened by it.
+      const refused = this.layout.problem(cp.path, cp.path);
+      if (refused) {
+        metrics.checkpointInvalid.inc({ ...this.labels, reason: 'bad_entry' });
+        log.warn(`source ${this.name}: checkpoint ${this.store.path}: dropped the entry of ${cp.path}: ${refused.message}`);
+        continue;
+      }
+      this.restore.set(`${cp.dev}:${cp.ino}`, cp);
+    }
+  }
+
+  /**
+   * The first scan, in slices that give the event loop back (so /healthz answers while a large node
+   * is scanned), with its progress logged every few seconds.
+   */
+  private async scanFirst(): Promise<void> {
+    const began = Date.now();
+    const { scan, files } = this.discover();
+    const seenLinks = new Set<string>();
+    const first = this.firstScan!;
+    first.total = files.length;
+    let lastLog = began;
+    for (let i = 0; i < files.length; i += FIRST_SCAN_SLICE) {
+      for (const found of files.slice(i, i + FIRST_SCAN_SLICE)) this.consider(found, true, seenLinks);
+      first.done = Math.min(files.length, i + FIRST_SCAN_SLICE);
+      if (this.stopping) return;
+      if (first.done < files.length) {
+        const now = Date.now();
+        if (now - lastLog >= PROGRESS_EVERY_MS) {
+          lastLog = now;
+          this.ctx.log.info(`source ${this.name}: first scan: ${first.done} of ${files.length} files (${((now - began) / 1000).toFixed(1)} s)`);
+        }
+        await new Promise((r) => setImmediate(r));
+      }
+    }
+    this.afterScan(scan, seenLinks);
+    if (Date.now() - began >= PROGRESS_EVERY_MS) {
+      this.ctx.log.info(`source ${this.name}: first scan: ${files.length} files in ${((Date.now() - began) / 1000).toFixed(1)} s`);
+    }
   }
 
   private scan(initial: boolean): void {
     if (this.stopping) return;
-    const { files, problems } = discover(this.config.include, this.config.exclude);
-    for (const p of problems) {
-      this.ctx.metrics.fileErrors.inc({ ...this.labels, reason: p.reason });
-      this.warnings.warn(`discover:${p.path}`, `source ${this.name}: skipping ${p.path}: ${p.message}`);
-    }
+    const { scan, files } = this.discover();
     const seenLinks = new Set<string>();
-    for (const found of files) {
-      seenLinks.add(found.linkPath);
-      let st: Stats;
-      try {
-        st = statSync(found.realPath);
-      } catch (err) {
-        this.fileProblem(found.realPath, 'unreadable', err as Error);
-        continue;
-      }
-      if (!st.isFile()) continue;
-      const key = identityKey(st);
-      const known = this.files.get(key);
-      if (known) {
-        known.linkPath ??= found.linkPath;
-        continue;
-      }
-      const prev = this.byPath.get(found.realPath);
-      const file = this.open(found.realPath, found.linkPath, st, initial, prev, prev?.decoder.resource);
-      if (!file) continue;
-      if (prev && prev.state === 'live') {
-        prev.state = 'rotated';
-        prev.atEof = false;
-        this.dirty.add(prev);
-        this.adoptMissedRotations(prev, file);
-      } else if (!prev && !initial) {
-        // A container that started and was rotated before we first looked: its first copies are new too.
-        const since = this.startedAt - MTIME_SLACK_MS;
-        const last = this.trackRotated(dirname(found.realPath), liveBaseOf(found.realPath), undefined, file, (s) => s.mtimeMs >= since);
-        if (last) file.predecessor = last;
-      }
+    for (const found of files) this.consider(found, initial, seenLinks);
+    this.afterScan(scan, seenLinks);
+  }
+
+  /** What the globs name now; refusals reported. Starts a scan pass (fresh folder listings). */
+  private discover(): { scan: number; files: DiscoveredFile[] } {
+    const scan = ++this.scans;
+    this.listings = new FolderListings();
+    const { files, problems } = discover(this.config.include, this.config.exclude, this.layout);
+    for (const p of problems) this.report(p.path, p.reason, `skipping ${p.path}: ${p.message}`, true);
+    return { scan, files };
+  }
+
+  /** One file a scan found: tracked already, a rotation's successor, or new. */
+  private consider(found: DiscoveredFile, initial: boolean, seenLinks: Set<string>): void {
+    seenLinks.add(found.linkPath);
+    let st: Stats;
+    try {
+      st = statSync(found.realPath);
+    } catch (err) {
+      this.fileProblem(found.realPath, 'unreadable', err as Error, true);
+      return;
     }
+    if (!st.isFile()) return;
+    const key = identityKey(st);
+    const known = this.files.get(key);
+    if (known) {
+      known.linkPath ??= found.linkPath;
+      return;
+    }
+    const prev = this.byPath.get(found.realPath);
+    const file = this.open(found.realPath, found.linkPath, st, initial, prev, prev?.decoder.resource);
+    if (!file) return;
+    if (prev && prev.state === 'live') {
+      prev.state = 'rotated';
+      prev.atEof = false;
+      this.dirty.add(prev);
+      this.adoptMissedRotations(prev, file);
+    } else if (!prev && !initial) {
+      // A container that started and was rotated before we first looked: its first copies are new too.
+      const since = this.startedAt - MTIME_SLACK_MS;
+      const last = this.trackRotated(dirname(found.realPath), liveBaseOf(found.realPath), undefined, file, (s) => s.mtimeMs >= since);
+      if (last) file.predecessor = last;
+    }
+  }
+
+  private afterScan(scan: number, seenLinks: Set<string>): void {
     // A symlink gone (pod deleted, container garbage-collected): read what is left, then let go.
     for (const file of this.files.values()) {
       if (file.state === 'live' && file.linkPath !== undefined && !seenLinks.has(file.linkPath)) {
@@ -259,8 +310,27 @@ export class ContainerLogsSource implements Source {
         this.dirty.add(file);
       }
     }
+    // A problem gone since (the target appeared, the file became readable) is counted again if it comes back.
+    for (const [key, seen] of this.reported) if (seen.fromScan && seen.scan !== scan) this.reported.delete(key);
     this.updateGauges();
     this.kick();
+  }
+
+  /**
+   * Counts and logs a problem with one path once, not once per rescan or poll (a dangling symlink
+   * must not add one a second). `fromScan`: looked at again each scan, forgotten when not seen.
+   */
+  private report(path: string, reason: string, message: string, fromScan: boolean): void {
+    const key = `${reason}\0${path}`;
+    const seen = this.reported.get(key);
+    if (seen) {
+      seen.scan = this.scans;
+      return;
+    }
+    if (this.reported.size >= 100_000) this.reported.clear();
+    this.reported.set(key, { scan: this.scans, fromScan });
+    this.ctx.metrics.fileErrors.inc({ ...this.labels, reason });
+    this.warnings.warn(`${reason}:${path}`, `source ${this.name}: ${message}`);
   }
 
   private open(
@@ -275,7 +345,7 @@ export class ContainerLogsSource implements Source {
     try {
       fd = openSync(realPath, 'r');
     } catch (err) {
-      this.fileProblem(realPath, (err as NodeJS.ErrnoException).code === 'EACCES' ? 'permission_denied' : 'unreadable', err as Error);
+      this.fileProblem(realPath, (err as NodeJS.ErrnoException).code === 'EACCES' ? 'permission_denied' : 'unreadable', err as Error, true);
       return undefined;
     }
     const fst = fstatSync(fd);
@@ -386,19 +456,45 @@ export class ContainerLogsSource implements Source {
     if (restoredAt === undefined) return;
     const dirs = new Map<string, Set<string>>();
     const add = (path: string) => dirs.set(dirname(path), (dirs.get(dirname(path)) ?? new Set()).add(liveBaseOf(path)));
+    /** Live paths of checkpointed files no glob names any more. */
+    const untracked = new Set<string>();
     for (const cp of this.restore.values()) {
       if (this.files.has(`${cp.dev}:${cp.ino}`)) continue;
       add(cp.path);
+      untracked.add(join(dirname(cp.path), liveBaseOf(cp.path)));
       this.resumeOrphan(cp);
     }
     for (const file of this.files.values()) add(file.realPath);
     for (const [dir, bases] of dirs) {
       for (const base of bases) {
-        const live = this.byPath.get(join(dir, base));
+        const livePath = join(dir, base);
+        const live = this.byPath.get(livePath);
         const last = this.trackRotated(dir, base, undefined, live, (st, key) => this.restore.has(key) || st.mtimeMs >= restoredAt);
         if (live && last) live.predecessor = last;
+        else if (!live && untracked.has(livePath)) this.resumeSuccessor(livePath, last, restoredAt);
       }
     }
+  }
+
+  /**
+   * Rotated and then its symlink deleted (pod deleted) while the agent was down: the file now at
+   * the live path was written since the checkpoint, and no glob names it. Read it to its end after
+   * the rotated copies.
+   */
+  private resumeSuccessor(path: string, predecessor: TailedFile | undefined, restoredAt: number): void {
+    let st: Stats;
+    try {
+      st = lstatSync(path);
+    } catch {
+      return;
+    }
+    if (!st.isFile() || this.files.has(identityKey(st)) || st.mtimeMs < restoredAt - MTIME_SLACK_MS) return;
+    if (this.layout.problem(path, path) || this.config.exclude.some((g) => matchesGlob(path, g))) return;
+    const file = this.open(path, undefined, st, false, undefined, predecessor?.decoder.resource);
+    if (!file) return;
+    file.state = 'orphaned';
+    file.predecessor = predecessor;
+    this.ctx.log.info(`source ${this.name}: ${path} was rotated and lost its symlink while the agent was down; reading the new file to its end`);
   }
 
   /** A file whose symlink went away while we were down (pod deleted) is still read to its end. */
@@ -434,7 +530,7 @@ export class ContainerLogsSource implements Source {
     wanted: (st: Stats, key: string) => boolean,
   ): TailedFile | undefined {
     let prev = first;
-    for (const { path, st } of rotatedSiblings(dir, base)) {
+    for (const { path, st } of this.listings.rotatedSiblings(dir, base)) {
       const key = identityKey(st);
       if (this.files.has(key) || !wanted(st, key)) continue;
       const file = this.open(path, live?.linkPath, st, false, undefined, live?.decoder.resource);
@@ -448,9 +544,9 @@ export class ContainerLogsSource implements Source {
     return prev;
   }
 
-  private fileProblem(path: string, reason: string, err: Error): void {
-    this.ctx.metrics.fileErrors.inc({ ...this.labels, reason });
-    this.warnings.warn(`file:${path}`, `source ${this.name}: cannot read ${path}: ${err.message}`);
+  /** `fromScan`: found while scanning (stat, open), so forgotten once a scan no longer sees it. */
+  private fileProblem(path: string, reason: string, err: Error, fromScan = false): void {
+    this.report(path, reason, `cannot read ${path}: ${err.message}`, fromScan);
   }
 
   private onFsEvent(event: string, dir: string, file: string | null): void {
@@ -685,7 +781,7 @@ export class ContainerLogsSource implements Source {
   private reopen(file: TailedFile): boolean {
     if (file.reopen()) return true;
     // The path names another file now: ours was rotated while closed. Find it beside the path.
-    const moved = rotatedSiblings(dirname(file.realPath), liveBaseOf(file.realPath)).find(
+    const moved = new FolderListings().rotatedSiblings(dirname(file.realPath), liveBaseOf(file.realPath)).find(
       ({ st }) => st.dev === file.dev && st.ino === file.ino,
     );
     if (moved) {
@@ -698,8 +794,7 @@ export class ContainerLogsSource implements Source {
         // removed between the listing and the open
       }
     }
-    this.ctx.metrics.fileErrors.inc({ ...this.labels, reason: 'gone_while_closed' });
-    this.warnings.warn(`gone:${file.realPath}`, `source ${this.name}: ${file.realPath} was removed while closed over max_open_files; its unread tail is lost`);
+    this.report(file.realPath, 'gone_while_closed', `${file.realPath} was removed while closed over max_open_files; its unread tail is lost`, false);
     file.finished = true;
     if (this.byPath.get(file.realPath) === file) this.byPath.delete(file.realPath);
     return false;
