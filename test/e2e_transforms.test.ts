@@ -584,7 +584,8 @@ describe('a graph of four transforms feeding three outputs through routes, throu
     await running.agent.ready(running.port);
     const ids = (output: string) => new Set(running!.records(output).map((r) => (r.body as { id?: string }).id).filter((x): x is string => x !== undefined));
     await waitFor('every record in its outputs', () => {
-      return [...expected.payments].every((id) => ids('payments').has(id)) && [...expected.errors].every((id) => ids('errors').has(id)) && [...expected.rest].every((id) => ids('rest').has(id));
+      const got = { payments: ids('payments'), errors: ids('errors'), rest: ids('rest') };
+      return (['payments', 'errors', 'rest'] as const).every((o) => [...expected[o]].every((id) => got[o].has(id)));
     }, 30_000, 200);
     expect(await running.stop()).toBe(0);
     for (const output of ['payments', 'errors', 'rest'] as const) {

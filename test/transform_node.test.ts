@@ -122,12 +122,12 @@ describe('CEL over shared objects', () => {
   it('an expression on resource only is evaluated once per resource object, not per record', () => {
     const p = compileCel('resource["k8s.namespace.name"].startsWith("sh")', 'bool') as CelProgram;
     expect(p.sharedObjectsOnly).toBe(true);
-    const inner = p as unknown as { run: (ctx: unknown) => unknown };
-    const run = inner.run;
+    const inner = p as unknown as { evaluateNow: (r: LogRecord) => unknown };
+    const evaluateNow = inner.evaluateNow.bind(p);
     let calls = 0;
-    inner.run = (ctx) => {
+    inner.evaluateNow = (r) => {
       calls++;
-      return run(ctx);
+      return evaluateNow(r);
     };
     const other = Object.freeze({ 'k8s.namespace.name': 'ops' });
     const records = Array.from({ length: 1000 }, (_, i) => ({ ...rec(`r${i}`), resource: i % 2 ? resource : other }));

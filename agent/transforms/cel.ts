@@ -5,6 +5,7 @@ import { isMessage } from '@bufbuild/protobuf';
 import { DurationSchema, TimestampSchema, timestampDate, type Timestamp } from '@bufbuild/protobuf/wkt';
 import type { Attributes, LogRecord } from '../record.ts';
 import { Checker, CheckFailed, type Kind } from './cel_check.ts';
+import { CelError, compileFast, FALLBACK, type FastEval } from './cel_fast.ts';
 
 /**
  * CEL (the Common Expression Language Kubernetes uses for validation rules) over a record, with
@@ -82,6 +83,8 @@ export class CelProgram {
   /** The record's fields the expression reads. */
   readonly uses: ReadonlySet<string>;
   private readonly run: Plan;
+  /** The compiled hot path (cel_fast.ts), when the expression stays within it. */
+  private readonly fast: FastEval | undefined;
   private readonly ctx: Record<string, unknown> = {};
   private readonly useBody: boolean;
   private readonly useAttributes: boolean;
@@ -96,11 +99,12 @@ export class CelProgram {
   private lastResult: unknown;
   private readonly memo = new WeakMap<object, { other: object | undefined; result: unknown }>();
 
-  constructor(source: string, want: Want, uses: ReadonlySet<string>, run: Plan) {
+  constructor(source: string, want: Want, uses: ReadonlySet<string>, run: Plan, fast?: FastEval) {
     this.source = source;
     this.want = want;
     this.uses = uses;
     this.run = run;
+    this.fast = fast;
     this.useBody = uses.has('body');
     this.useAttributes = uses.has('attributes');
     this.useResource = uses.has('resource');
@@ -132,7 +136,27 @@ export class CelProgram {
     return hit.result;
   }
 
+  /** True when evaluation runs on the compiled hot path (cel_fast.ts) rather than @bufbuild/cel's evaluator. */
+  get compiled(): boolean {
+    return this.fast !== undefined;
+  }
+
   private evaluateNow(r: LogRecord): unknown {
+    if (this.fast) {
+      let v: unknown;
+      try {
+        v = this.fast(r);
+      } catch (err) {
+        if (err !== FALLBACK) return new CelFailure((err as Error).message);
+        return this.check(this.reference(r));
+      }
+      return v instanceof CelError ? new CelFailure(v.message) : this.check(v);
+    }
+    return this.check(this.reference(r));
+  }
+
+  /** @bufbuild/cel's own evaluation of the record: a CelFailure or the value, unchecked. */
+  reference(r: LogRecord): unknown {
     const ctx = this.ctx;
     if (this.useBody) ctx.body = r.body;
     if (this.useAttributes) ctx.attributes = celMapOf(r.attributes);
@@ -149,7 +173,11 @@ export class CelProgram {
     } catch (err) {
       return new CelFailure((err as Error).message);
     }
-    if (isCelError(v)) return new CelFailure(v.message);
+    return isCelError(v) ? new CelFailure(v.message) : v;
+  }
+
+  private check(v: unknown): unknown {
+    if (v instanceof CelFailure) return v;
     if (this.want === 'bool' && typeof v !== 'boolean') return new CelFailure(`expected a bool, got ${describe(v)}`);
     if (this.want === 'number' && typeof v !== 'number' && typeof v !== 'bigint' && !isCelUint(v)) {
       return new CelFailure(`expected a number, got ${describe(v)}`);
@@ -188,7 +216,7 @@ export function compileCel(source: string, want: Want): CelProgram | { problem: 
   }
   if (want === 'bool' && kind !== 'bool' && kind !== 'dyn') return { problem: `CEL: the condition must be a bool, its type is ${kind}` };
   if (want === 'number' && !['int', 'uint', 'double', 'dyn'].includes(kind)) return { problem: `CEL: the value must be a number, its type is ${kind}` };
-  return new CelProgram(source, want, checker.uses, plan(ENV, parsed) as Plan);
+  return new CelProgram(source, want, checker.uses, plan(ENV, parsed) as Plan, compileFast(parsed.expr));
 }
 
 function where(source: string, offset: number | undefined): string {

@@ -1,6 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import { z } from 'zod';
-import { duration } from '../config/types.ts';
+import { duration, size } from '../config/types.ts';
 import type { Attributes, LogRecord } from '../record.ts';
 import { CelFailure, celExpression, celToText } from './cel.ts';
 import { transformCommon } from './common_config.ts';
@@ -15,6 +15,11 @@ export const dedupeConfig = z.strictObject({
   key: celExpression('any').optional(),
   /** Streams with an open run at once; beyond, the oldest run leaves early. */
   max_streams: z.number().int().min(1).default(10_000),
+  /**
+   * Raw bytes of the batches open runs keep unacknowledged; beyond, the oldest runs leave early.
+   * Below the smallest read window of a source (256KiB), so a source never waits on a dedupe.
+   */
+  max_held_bytes: size('128KiB').default(128 * 1024),
 });
 export type DedupeConfig = z.infer<typeof dedupeConfig>;
 
@@ -29,7 +34,8 @@ interface Run {
   readonly startedAt: number;
   /** Holds on every batch a record of the run came from: released once the collapsed record is accepted. */
   readonly releases: (() => void)[];
-  heldBatch: BatchContext | undefined;
+  /** The batches it holds (their bytes count against max_held_bytes). */
+  readonly batches: BatchContext[];
   readonly owner: object;
   readonly key: string;
 }
@@ -50,6 +56,9 @@ export class Dedupe implements Transform {
   /** The same runs, oldest first. */
   private readonly runs = new Set<Run>();
   private readonly keyed = {};
+  /** Batches open runs hold, by how many runs hold each, and their raw bytes. */
+  private readonly held = new Map<BatchContext, number>();
+  private heldBytes = 0;
   private readonly timer: NodeJS.Timeout;
   private readonly deduplicated: { inc(n: number): void };
 
@@ -97,16 +106,18 @@ export class Dedupe implements Transform {
         streams = this.byOwner.get(owner); // gone when that was its last run
       }
       if (!streams) this.byOwner.set(owner, (streams = new Map()));
-      const next: Run = { first: r, count: 1, last: r.timestamp, startedAt: now, releases: [], heldBatch: undefined, owner, key };
+      const next: Run = { first: r, count: 1, last: r.timestamp, startedAt: now, releases: [], batches: [], owner, key };
       this.hold(next, batch);
       streams.set(key, next);
       this.runs.add(next);
     }
     if (repeats > 0) this.deduplicated.inc(repeats);
     if (failed > 0) this.ctx.metrics.droppedRecords.inc({ component: this.ctx.name, reason: 'error' }, failed);
-    if (this.runs.size > this.c.max_streams) {
-      const oldest = [...this.runs].slice(0, this.runs.size - this.c.max_streams);
-      this.emitRuns(oldest);
+    // Too many streams, or too much of the sources' read windows held: the oldest runs leave now.
+    for (const run of this.runs) {
+      if (this.runs.size <= this.c.max_streams && this.heldBytes <= this.c.max_held_bytes) break;
+      passed.push(this.collapse(run));
+      releases.push(...run.releases);
     }
     out(passed, undefined, releases.length ? () => releases.forEach((f) => f()) : undefined);
   }
@@ -121,6 +132,14 @@ export class Dedupe implements Transform {
 
   /** Ends a run: the record that goes on for it. */
   private collapse(run: Run): LogRecord {
+    for (const batch of run.batches) {
+      const holders = this.held.get(batch)! - 1;
+      if (holders > 0) this.held.set(batch, holders);
+      else {
+        this.held.delete(batch);
+        this.heldBytes -= batch.bytes;
+      }
+    }
     const streams = this.byOwner.get(run.owner)!;
     streams.delete(run.key);
     if (streams.size === 0) this.byOwner.delete(run.owner);
@@ -150,9 +169,12 @@ export class Dedupe implements Transform {
   }
 
   private hold(run: Run, batch: BatchContext): void {
-    if (run.heldBatch === batch) return;
-    run.heldBatch = batch;
+    if (run.batches[run.batches.length - 1] === batch) return;
+    run.batches.push(batch);
     run.releases.push(batch.hold());
+    const holders = this.held.get(batch) ?? 0;
+    if (holders === 0) this.heldBytes += batch.bytes;
+    this.held.set(batch, holders + 1);
   }
 
   /** The record's stream within its owner; undefined when `key` failed on it (counted). */
