@@ -106,6 +106,9 @@ describe('log_to_metric: validate', () => {
     expect(problems("      - { name: app_latency, type: histogram, value: '1.0', labels: { le: '\"x\"' } }\n")).toEqual([
       'transforms.m.metrics[0].labels: le is the bucket label of a histogram',
     ]);
+    expect(problems("      - { name: app_seconds, type: histogram, value: '1.0', buckets: [1, 0.5] }\n")).toEqual([
+      'transforms.m.metrics[0].buckets: bucket bounds must increase',
+    ]);
     expect(problems("      - { name: app_x_total, type: counter, labels: { code: 'body.status +' } }\n")).toEqual([
       'transforms.m.metrics[0].labels.code: CEL syntax error: line 1, column 13: found + but expecting end of input',
     ]);

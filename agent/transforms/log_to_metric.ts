@@ -35,6 +35,7 @@ const metricConfig = z
     if (m.type === 'histogram' && /_(bucket|count|sum)$/.test(m.name)) problem('name', 'a histogram\'s name may not end in _bucket, _count or _sum (its series do)');
     if (m.type !== 'counter' && m.value === undefined) problem('value', `a ${m.type} needs a value`);
     if (m.type !== 'histogram' && m.buckets) problem('buckets', 'only histograms take buckets');
+    if (m.buckets?.some((b, i) => i > 0 && b <= m.buckets![i - 1]!)) problem('buckets', 'bucket bounds must increase');
     for (const label of Object.keys(m.labels)) {
       if (label.startsWith('__')) problem('labels', `label names starting with __ are Prometheus's own (${label})`);
       if (m.type === 'histogram' && label === 'le') problem('labels', 'le is the bucket label of a histogram');
