@@ -20,10 +20,11 @@ import { outputDown } from './scenarios/output_down.ts';
 import { outputsBench } from './scenarios/outputs.ts';
 import { podStartupTracking } from './scenarios/pod_startup_tracking.ts';
 import { startup } from './scenarios/startup.ts';
+import { tailCheck } from './scenarios/tail_check.ts';
 import { transformsBench } from './scenarios/transforms.ts';
 
 /** Add new benchmarks here. */
-const SCENARIOS: Scenario[] = [criThroughput, multilineCost, enrichParse, kubeApiLoad, eventCounting, podStartupTracking, outputsBench, outputDown, transformsBench, startup];
+const SCENARIOS: Scenario[] = [criThroughput, multilineCost, enrichParse, kubeApiLoad, eventCounting, podStartupTracking, outputsBench, outputDown, transformsBench, startup, tailCheck];
 
 async function main(): Promise<number> {
   const args = process.argv.slice(2);
