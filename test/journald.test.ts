@@ -248,6 +248,27 @@ describe.skipIf(!tools)('source journald, end to end through the agent', () => {
     expectExactlyOnce(second.ids(), range(10, 30));
   });
 
+  it('a corrupt checkpoint with read_from: end (issue 11): not a first start, the entries written while the agent was down are read, the checkpoint counted as unreadable', async () => {
+    const first = make({ extra: { read_from: 'end' } });
+    trees.push(first);
+    first.journal.write(numbered(0, 10), 'system.journal');
+    await first.start();
+    first.journal.write(numbered(10, 20), 'system.journal');
+    await first.waitForIds(10);
+    await first.stop();
+    // Written while the agent was down, then its checkpoint torn.
+    first.journal.write(numbered(20, 30), 'system.journal');
+    writeFileSync(join(first.tree.dataDir, 'checkpoints', `${SOURCE}.json`), '{"version":1,"directories":{"');
+    const second = make({ extra: { read_from: 'end' } }, first);
+    await second.start();
+    await second.waitForIds(30);
+    await settle();
+    // From the oldest entry: 0-9 (never sent) and 10-19 (sent before) come again; 20-29 are not lost.
+    for (const id of range(0, 30)) expect(second.ids()).toContain(id);
+    expect(await second.metric('telemetry_agent_checkpoint_invalid_total', { source: SOURCE, reason: 'unreadable' })).toBe(1);
+    expect(second.logs.join('')).toMatch(/not a first start: every journal folder is read from its oldest entry/);
+  });
+
   it('keeps reading through a rotation and a vacuum of the rotated files', async () => {
     const a = make();
     trees.push(a);
