@@ -59,6 +59,8 @@ export class Dedupe implements Transform {
   /** Batches open runs hold, by how many runs hold each, and their raw bytes. */
   private readonly held = new Map<BatchContext, number>();
   private heldBytes = 0;
+  private lastAttributes: object | undefined;
+  private lastKey = '';
   private readonly timer: NodeJS.Timeout;
   private readonly deduplicated: { inc(n: number): void };
 
@@ -179,7 +181,13 @@ export class Dedupe implements Transform {
 
   /** The record's stream within its owner; undefined when `key` failed on it (counted). */
   private streamKey(r: LogRecord): string | undefined {
-    if (!this.c.key) return `${String(r.attributes['log.file.path'] ?? '')}\u0000${String(r.attributes['log.iostream'] ?? '')}`;
+    if (!this.c.key) {
+      // Attribute objects are shared by a file's records: the key is built once per object.
+      if (r.attributes === this.lastAttributes) return this.lastKey;
+      this.lastAttributes = r.attributes;
+      this.lastKey = `${String(r.attributes['log.file.path'] ?? '')}\u0000${String(r.attributes['log.iostream'] ?? '')}`;
+      return this.lastKey;
+    }
     const v = this.c.key.evaluate(r);
     if (v instanceof CelFailure) {
       transformError(this.ctx, 'key', v.message);

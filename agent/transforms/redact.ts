@@ -47,6 +47,7 @@ export type RedactConfig = z.infer<typeof redactConfig>;
 export class Redact implements Transform {
   private readonly patterns: { p: RedactPattern; replacement: string; counter: Counter }[];
   private readonly body: boolean;
+  private readonly minLength: number;
   private readonly attributes: readonly string[];
   /** Redacted attribute objects by the shared object they came from (most hold no secret: the same object). */
   private readonly attributesMemo = new WeakMap<Attributes, { result: Attributes; hits: [Counter, number][] }>();
@@ -65,6 +66,8 @@ export class Redact implements Transform {
     }));
     this.body = config.body;
     this.attributes = config.attributes;
+    // No secret a built-in pattern knows is shorter than an e-mail address like a@b.io; a custom one may be.
+    this.minLength = Object.keys(config.custom).length > 0 ? 1 : 6;
   }
 
   process(records: LogRecord[], _batch: unknown, out: Outlet): void {
@@ -85,6 +88,7 @@ export class Redact implements Transform {
 
   /** `text` with every secret replaced; the same string when there is none. */
   redactText(text: string): string {
+    if (text.length < this.minLength) return text;
     let s = text;
     for (const { p, replacement, counter } of this.patterns) {
       if (p.hint && !p.hint(s)) continue;
@@ -127,10 +131,12 @@ export class Redact implements Transform {
       }
       return copy ?? v;
     }
+    const obj = v as Record<string, unknown>;
     let copy: Record<string, unknown> | undefined;
-    for (const [k, val] of Object.entries(v)) {
+    for (const k in obj) {
+      const val = obj[k];
       const r = this.redactValue(val);
-      if (r !== val) (copy ??= { ...(v as Record<string, unknown>) })[k] = r;
+      if (r !== val) (copy ??= { ...obj })[k] = r;
     }
     return copy ?? v;
   }

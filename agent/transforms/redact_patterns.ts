@@ -17,6 +17,7 @@ export interface RedactPattern {
 }
 
 const hasDigit = (s: string) => /\d/.test(s);
+const CARD_HINT = /\d{4}[ -]?\d{4}/;
 
 /** Luhn checksum over the digits of `s` (separators ignored). */
 export function luhnValid(digits: string): boolean {
@@ -103,7 +104,8 @@ export const BUILTIN_PATTERNS: Record<string, readonly RedactPattern[]> = {
       name: 'credit_card',
       regex: re('\\b\\d(?:[ -]?\\d){12,18}\\b'),
       group: 0,
-      hint: hasDigit,
+      // Two groups of four digits, at most one separator apart: most lines with digits (times, ids) have none.
+      hint: (t) => CARD_HINT.test(t),
       valid: (secret, text, start, end) => {
         const digits = secret.replace(/[ -]/g, '');
         // One kind of separator, in the places card numbers have them, or none.

@@ -14,6 +14,8 @@
  *   throttle          a budget per pod no record exceeds
  *   dedupe            no two lines alike: every record held until the next
  *   log_to_metric     a counter with two labels (namespace from the resource, code from the body)
+ * Then the same transforms in process (bench/micro/transform_costs.ts) on the decoded corpus: each
+ * one's own CPU per record, free of the run-to-run noise of whole agents on a shared machine.
  * Targets: a filter on resource fields < 0.5 µs per record (near free); the others are reported.
  *
  * Env: BENCH_TRANSFORMS_MIB (64), BENCH_ONLY, BENCH_REPEAT (1), BENCH_KEEP=1.
@@ -24,6 +26,7 @@ import { join } from 'node:path';
 import { runAgent } from '../agent_process.ts';
 import { countLines, freePort, intEnv, medianRun, runChoices, runReportingChild, throughputTable, warmPageCache, type Measurement, type Scenario, type ScenarioOutcome, type Target } from '../measure.ts';
 import { ensureCorpus } from './enrich_parse.ts';
+import { decodeCorpus, transformCosts } from '../micro/transform_costs.ts';
 
 const RESOURCE_FILTER_TARGET_US = 0.5;
 
@@ -129,7 +132,11 @@ export const transformsBench: Scenario = {
       const us = perRecordUs(name);
       if (name !== 'plain' && us !== undefined) notes.push(`${name}: ${us.toFixed(2)} µs of CPU per record over the plain path`);
     }
-    const resourceUs = perRecordUs('filter-resource');
+    // The same transforms in process, on decoded records: each one's own cost, without the noise of whole runs.
+    const decoded = decodeCorpus(corpus.paths, 200_000);
+    const own = transformCosts(decoded, TRANSFORMS);
+    for (const [name, us] of own) notes.push(`${name}, in process: ${us.toFixed(3)} µs of CPU per record (${decoded.length} records, best of 3)`);
+    const resourceUs = own.get('filter-resource') ?? perRecordUs('filter-resource');
     const targets: Target[] = [
       {
         description: `filter on resource fields < ${RESOURCE_FILTER_TARGET_US} µs CPU per record`,
