@@ -112,7 +112,7 @@ export class SelfMetrics {
   );
   readonly checkpointInvalid = this.counter(
     'telemetry_agent_checkpoint_invalid_total',
-    'Checkpoints found unusable at start (reason=unreadable: the whole file; bad_entry: entries dropped). Never a reason to skip data: what they covered is read again.',
+    'Checkpoints found unusable at start (reason=unreadable: the whole file; bad_entry: entries dropped; lease_handover: the handover annotation on the Lease at a takeover). Never a reason to skip data: what they covered is read again.',
     ['source', 'reason'],
   );
   readonly rereadBytes = this.counter(

@@ -12,6 +12,7 @@ import { ClusterMetrics } from '../agent/cluster/cluster_metrics.ts';
 import { PodStartupTracker, type Pod } from '../agent/cluster/pod_startup_tracker.ts';
 import { SpanExport } from '../agent/cluster/span_export.ts';
 import { reportResult } from './child.ts';
+import { ReportWindow } from '../agent/cluster/report_window.ts';
 
 const file = process.argv[2];
 if (!file) {
@@ -32,7 +33,7 @@ const tracker = new PodStartupTracker({
   metrics: new ClusterMetrics(registry, false),
   spans,
   nodeName: 'node-a',
-  startedAtMs: Date.parse('2026-11-21T00:00:00Z'),
+  window: new ReportWindow(ReportWindow.startingAt(Date.parse('2026-11-21T00:00:00Z')), { hold: false }),
   timeoutMs: 900_000,
   namespaceOnHistograms: false,
 });

@@ -8,6 +8,7 @@ import { SpanExport } from '../agent/cluster/span_export.ts';
 import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { occurrence, startupPod } from '../agent/demo/cluster_objects.ts';
 import { promtoolCheck, S, T } from './helpers/cluster_replay.ts';
+import { ReportWindow } from '../agent/cluster/report_window.ts';
 
 const OWNERS = ['ReplicaSet', 'StatefulSet', 'DaemonSet', 'Job', 'Node', 'CustomThing'];
 
@@ -33,7 +34,7 @@ describe('cardinality: 10,000 pods churned', () => {
     const metrics = new ClusterMetrics(registry, false);
     exporter = new InMemorySpanExporter();
     const spans = new SpanExport({ clusterName: 'c', clusterUid: 'u', processor: new SimpleSpanProcessor(exporter) });
-    const t = new PodStartupTracker({ metrics, spans, nodeName: 'node-a', startedAtMs: T - 60 * S, timeoutMs: 900 * S, namespaceOnHistograms: false });
+    const t = new PodStartupTracker({ metrics, spans, nodeName: 'node-a', window: new ReportWindow(ReportWindow.startingAt(T - 60 * S), { hold: false }), timeoutMs: 900 * S, namespaceOnHistograms: false });
     const reasons = ['OOMKilled', 'Error', 'Completed', 'Unknown'];
     for (let i = 0; i < 10_000; i++) {
       const created = T + i * S;
@@ -72,7 +73,7 @@ describe('bad input', () => {
 
   it('objects without uid, creationTimestamp or with unreadable times are ignored, others still tracked', async () => {
     const { registry, metrics, spans } = setup();
-    const t = new PodStartupTracker({ metrics, spans, nodeName: 'node-a', startedAtMs: T - 60 * S, timeoutMs: 900 * S, namespaceOnHistograms: false });
+    const t = new PodStartupTracker({ metrics, spans, nodeName: 'node-a', window: new ReportWindow(ReportWindow.startingAt(T - 60 * S), { hold: false }), timeoutMs: 900 * S, namespaceOnHistograms: false });
     const good = startupPod({ name: 'a-1-x', namespace: 'n', uid: 'good', nodeName: 'node-a', t: { created: T, scheduled: T + S, readyToStart: T + 2 * S, started: T + 3 * S, ready: T + 4 * S } }) as unknown as Pod;
     const noUid = structuredClone(good);
     delete noUid.metadata.uid;
@@ -89,8 +90,8 @@ describe('bad input', () => {
 
   it('an event whose involved object is gone (or never seen) changes nothing; a Pulled before its Pulling makes no span', () => {
     const { metrics, spans, exporter } = setup();
-    const pods = new PodStartupTracker({ metrics, spans, nodeName: 'node-a', startedAtMs: T, timeoutMs: 900 * S, namespaceOnHistograms: false });
-    const rollouts = new RolloutTracker({ metrics, spans, startedAtMs: T, timeoutGraceMs: 60 * S });
+    const pods = new PodStartupTracker({ metrics, spans, nodeName: 'node-a', window: new ReportWindow(ReportWindow.startingAt(T), { hold: false }), timeoutMs: 900 * S, namespaceOnHistograms: false });
+    const rollouts = new RolloutTracker({ metrics, spans, window: new ReportWindow(ReportWindow.startingAt(T), { hold: false }), timeoutGraceMs: 60 * S });
     const pulls = new ImagePullTracker({ spans, timeoutMs: 900 * S, clock: () => T + 3600 * S });
     const gone = { kind: 'Pod', namespace: 'n', name: 'gone', uid: 'gone-uid', fieldPath: 'spec.containers{app}' };
     for (const sink of [pods, rollouts, pulls]) {

@@ -13,6 +13,7 @@ import { NodeReadinessTracker, type Node } from './node_readiness_tracker.ts';
 import type { EventOccurrence, EventSink } from './observation.ts';
 import { PodStartupTracker, type Pod } from './pod_startup_tracker.ts';
 import { PvcProvisioningTracker, type Pv, type Pvc, type StorageClass } from './pvc_provisioning_tracker.ts';
+import { ReportWindow } from './report_window.ts';
 import { RolloutTracker, type Deployment, type ReplicaSet } from './rollout_tracker.ts';
 import { SpanExport, spansWanted } from './span_export.ts';
 import type { SpanLog } from '../status/span_log.ts';
@@ -42,8 +43,12 @@ export interface ClusterSignalsContext {
 }
 
 export interface ClusterSignalsOptions {
-  /** Default: the agent's start (now). Transitions before it are not observed again (§0.2). */
-  startedAtMs?: number;
+  /**
+   * The windows of the two roles (report_window.ts). Default: both start now and report at once;
+   * the kubernetes_events source passes held windows that start where the predecessor stopped.
+   */
+  nodeWindow?: ReportWindow;
+  leaderWindow?: ReportWindow;
   clock?: () => number;
   /** Default: OTLP/HTTP through a BatchSpanProcessor. */
   spanProcessor?: SpanProcessor;
@@ -59,11 +64,14 @@ export class ClusterSignals {
   readonly nodeLocal: Worker;
   readonly leaderOnly: Worker;
   readonly sink: EventSink;
+  /** What the node-local trackers (pods of this node) report, and from where. */
+  readonly nodeWindow: ReportWindow;
+  /** What the leader-only trackers report: reset at each start of leadership. */
+  readonly leaderWindow: ReportWindow;
   private readonly config: ClusterSignalsConfig;
   private readonly ctx: ClusterSignalsContext;
   private readonly o: ClusterSignalsOptions;
   private readonly metrics: ClusterMetrics;
-  private readonly startedAtMs: number;
   private spans: Promise<SpanExport | undefined> | undefined;
   private readonly sinks = new Set<EventSink>();
   private readonly watches = new Map<string, ListWatch<KubeObject>>();
@@ -72,7 +80,8 @@ export class ClusterSignals {
     this.config = config;
     this.ctx = ctx;
     this.o = o;
-    this.startedAtMs = o.startedAtMs ?? Date.now();
+    this.nodeWindow = o.nodeWindow ?? new ReportWindow(ReportWindow.startingAt(Date.now()), { hold: false });
+    this.leaderWindow = o.leaderWindow ?? new ReportWindow(ReportWindow.startingAt(Date.now()), { hold: false });
     const registry = ctx.metrics.registry;
     let metrics = metricsByRegistry.get(registry);
     if (!metrics) {
@@ -170,7 +179,7 @@ export class ClusterSignals {
       metrics: this.metrics,
       spans,
       nodeName: this.ctx.nodeName,
-      startedAtMs: this.startedAtMs,
+      window: this.nodeWindow,
       timeoutMs: this.config.pod_startup_timeout,
       namespaceOnHistograms: this.config.histogram_namespace_label,
       clock: this.o.clock,
@@ -182,7 +191,7 @@ export class ClusterSignals {
 
   private leaderWatches(conn: KubeRequester, spans: SpanExport | undefined): Watched[] {
     const out: Watched[] = [];
-    const common = { metrics: this.metrics, spans, startedAtMs: this.startedAtMs, clock: this.o.clock };
+    const common = { metrics: this.metrics, spans, window: this.leaderWindow, clock: this.o.clock };
     if (this.enabled('image_pull') && spans) {
       const t = new ImagePullTracker({ spans, timeoutMs: this.config.pod_startup_timeout, clock: this.o.clock });
       out.push({ sweep: () => t.sweep(), sink: t });

@@ -1,6 +1,7 @@
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { KubeObject } from '../kube/types.ts';
 import type { ObjectLookup } from './event_lookup.ts';
+import { ReportWindow } from './report_window.ts';
 import { clampType, globMatch, normalizeComponent } from './event_match.ts';
 import type { EventOccurrence, EventSink } from './observation.ts';
 
@@ -20,6 +21,17 @@ export interface EventMetricsOptions {
   maxComponents: number;
   seriesTtlMs: number;
   lookup: ObjectLookup;
+  /**
+   * The leader's report window: a pod counts as Unschedulable once, at the first FailedScheduling
+   * Event about it, so a takeover does not count the pods its predecessor counted. Default: every pod, at once.
+   */
+  window?: ReportWindow;
+  /**
+   * The first occurrence time of the earliest FailedScheduling Event about a pod that the API still
+   * holds (the source keeps this index from its watch): the pod's one transition time, whatever
+   * later Event objects the scheduler writes about it. Default: the occurrence's own first time.
+   */
+  firstFailedScheduling?: (podUid: string) => number | undefined;
   now?: () => number;
 }
 
@@ -61,7 +73,7 @@ export class EventMetrics implements EventSink {
   private pending = new Set<Promise<void>>();
 
   constructor(registry: Registry, options: EventMetricsOptions) {
-    this.o = { now: Date.now, ...options };
+    this.o = { now: Date.now, window: new ReportWindow({ throughMs: 0, keys: [] }, { hold: false }), firstFailedScheduling: () => undefined, ...options };
     this.eventsTotal = sharedCounter(
       registry,
       'k8s_events_total',
@@ -77,7 +89,7 @@ export class EventMetrics implements EventSink {
     this.startupFailures = sharedCounter(
       registry,
       'k8s_pod_startup_failures_total',
-      'Pod startups that ended in error, once per pod, by owner kind and reason; Unschedulable comes from the lease holder (FailedScheduling on never-bound pods), the rest from each node. Not the scheduler SLI: every failure reason end to end.',
+      'Pod startups that ended in error, once per pod, by owner kind and reason; Unschedulable (pods the scheduler could not place at least once: a FailedScheduling Event) comes from the lease holder, the rest from each node. Not the scheduler SLI: every failure reason end to end.',
       ['owner_kind', 'reason'],
     );
     this.pvcFailures = sharedCounter(
@@ -126,8 +138,9 @@ export class EventMetrics implements EventSink {
         break;
       }
       case 'FailedScheduling':
-        // once per pod: on the Event's first occurrence (so a restart or a new leader seeing its
-        // series grow does not count the pod again), and once per process for re-created Events
+        // once per pod: on an Event's first occurrence (a series growing is the same pod), once per
+        // process for further Event objects, and across processes by the report window (the pod's
+        // first FailedScheduling time)
         if (o.regarding.kind === 'Pod' && o.occurrences === o.delta) this.track(this.failedScheduling(o));
         break;
       case 'ProvisioningFailed':
@@ -166,9 +179,10 @@ export class EventMetrics implements EventSink {
     if (this.unschedulable.has(key)) return;
     this.unschedulable.add(key);
     if (this.unschedulable.size > 100_000) this.unschedulable.delete(this.unschedulable.values().next().value!);
+    const since = Math.min(o.firstSeenMs, (o.regarding.uid && this.o.firstFailedScheduling(o.regarding.uid)) || Infinity);
     const pod = await this.o.lookup.get('Pod', o.namespace, o.regarding.name);
-    if (pod && (pod as { spec?: { nodeName?: string } }).spec?.nodeName) return; // bound after all: not a startup failure
-    this.inc(this.startupFailures, { owner_kind: ownerKind(pod), reason: 'Unschedulable' }, 1, this.o.now());
+    const owner = ownerKind(pod);
+    this.o.window.report(`unschedulable/${key}`, since, () => this.inc(this.startupFailures, { owner_kind: owner, reason: 'Unschedulable' }, 1, this.o.now()));
   }
 
   private async provisioningFailed(o: EventOccurrence, component: string): Promise<void> {

@@ -14,6 +14,10 @@ import type { Leadership } from './observation.ts';
  * - The leader renews every `retryPeriodMs`; if no renewal succeeded for `renewDeadlineMs` it stops
  *   leading (before others may take over at `leaseDurationMs`), then competes again like anyone.
  * - `stop()` releases a held Lease (holder cleared) so a successor takes over at its next retry.
+ * - State for a successor rides on the Lease's annotations (`commit`): prepared before each renewal
+ *   by the leader and confirmed once the write succeeded, so what the leader then reports is always
+ *   covered by what the Lease says. Acquiring the Lease carries the annotations found on it forward
+ *   unchanged: until the new leader commits its own, the predecessor's are the truth.
  */
 
 export interface LeaderElectionOptions {
@@ -27,8 +31,11 @@ export interface LeaderElectionOptions {
   log: Logger;
   /** Called with 1 / 0 as leadership starts and ends (telemetry_agent_leader). */
   setGauge?: (value: number) => void;
-  /** Annotations written with every renewal (and the release): state a successor needs, e.g. a high-water mark. */
-  annotations?: () => Record<string, string>;
+  /**
+   * State a successor needs, written with every renewal and with the release: `prepare` builds the
+   * annotations, then exactly one of `committed` (the write succeeded) or `abandoned` is called.
+   */
+  commit?: () => { annotations: Record<string, string>; committed(): void; abandoned(): void };
   now?: () => number;
 }
 
@@ -40,6 +47,17 @@ interface LeaseSpec {
   leaseTransitions?: number;
 }
 
+/** The Lease as found when this agent started to lead. */
+export interface AcquiredLease {
+  /** The previous holder ('' when released or created now). */
+  holder: string;
+  annotations: Record<string, string>;
+  /** The previous holder's last renewal (its clock), when the Lease said. */
+  renewTimeMs?: number;
+  /** The Lease did not exist: this agent created it. */
+  created: boolean;
+}
+
 interface Lease {
   apiVersion?: string;
   kind?: string;
@@ -48,6 +66,7 @@ interface Lease {
 }
 
 type Attempt = 'won' | 'lost' | 'failed';
+const ABSENT = '(no lease)';
 
 export class LeaderElector implements Leadership {
   private readonly o: Required<LeaderElectionOptions>;
@@ -60,16 +79,15 @@ export class LeaderElector implements Leadership {
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
-  /**
-   * Set when this agent won a Lease last held (or released) by another identity: that holder and the
-   * annotations it last wrote. undefined after creating the Lease or renewing its own.
-   */
-  takenOverFrom: { holder: string; annotations: Record<string, string> } | undefined;
+  /** The Lease has been seen to exist: a later 404 means it was deleted, not that nobody ever led. */
+  private created = false;
+  /** Set each time this agent starts to lead: the Lease as it found it. */
+  acquired: AcquiredLease | undefined;
 
   constructor(options: LeaderElectionOptions) {
     if (!(options.renewDeadlineMs < options.leaseDurationMs)) throw new Error('renew_deadline must be shorter than lease_duration');
     if (!(options.retryPeriodMs < options.renewDeadlineMs)) throw new Error('retry_period must be shorter than renew_deadline');
-    this.o = { setGauge: () => {}, annotations: () => ({}), now: Date.now, ...options };
+    this.o = { setGauge: () => {}, commit: () => ({ annotations: {}, committed: () => {}, abandoned: () => {} }), now: Date.now, ...options };
   }
 
   get isLeader(): boolean {
@@ -98,8 +116,9 @@ export class LeaderElector implements Leadership {
     this.wake?.();
     await this.loop;
     if (this.leading) {
-      this.setLeading(false);
+      // the last commit goes with the release, while this agent still leads
       await this.release().catch((e: Error) => this.o.log.warn(`leader election: releasing lease ${this.path()} failed: ${e.message}`));
+      this.setLeading(false);
     }
   }
 
@@ -146,13 +165,28 @@ export class LeaderElector implements Leadership {
     const now = this.o.now();
     const got = await this.call('GET', this.path());
     if (got.status === 404) {
-      const created = await this.call('POST', this.collection(), this.lease(undefined, now, 0, now));
+      if (!this.leading) {
+        // A Lease deleted under its holder: the holder recreates it at its next renewal. Others wait
+        // a lease duration as for an expired one, so there are never two leaders.
+        if (this.observed?.key !== ABSENT) this.observed = { key: ABSENT, atMs: now };
+        if (this.created && this.observed.atMs + this.o.leaseDurationMs > now) return 'lost';
+      }
+      const commit = this.leading ? this.o.commit() : undefined;
+      const created = await this.call('POST', this.collection(), this.lease(undefined, now, 0, now, commit?.annotations ?? {})).catch((e: unknown) => {
+        commit?.abandoned();
+        throw e;
+      });
       if (created.status === 201 || created.status === 200) {
-        this.takenOverFrom = undefined;
+        this.created = true;
+        this.observed = undefined;
+        if (!this.leading) this.acquired = { holder: '', annotations: {}, created: true };
+        commit?.committed();
         return 'won';
       }
+      commit?.abandoned();
       return created.status === 409 ? 'lost' : 'failed';
     }
+    this.created = true;
     if (got.status !== 200) return 'failed';
     const lease = got.body as Lease;
     const spec = lease.spec ?? {};
@@ -164,12 +198,23 @@ export class LeaderElector implements Leadership {
     if (!mine && holder !== '' && this.observed.atMs + durationMs > now) return 'lost';
     const transitions = (spec.leaseTransitions ?? 0) + (mine ? 0 : 1);
     const acquire = mine && spec.acquireTime ? Date.parse(spec.acquireTime) : now;
-    const put = await this.call('PUT', this.path(), this.lease(lease.metadata.resourceVersion, acquire, transitions, now));
+    const found = stringAnnotations(lease.metadata.annotations);
+    // a leader commits its state; a new leader (or this one restarted) carries the Lease's forward
+    const commit = this.leading ? this.o.commit() : undefined;
+    const put = await this.call('PUT', this.path(), this.lease(lease.metadata.resourceVersion, acquire, transitions, now, commit?.annotations ?? found)).catch((e: unknown) => {
+      commit?.abandoned();
+      throw e;
+    });
     if (put.status === 200) {
       this.observed = undefined;
-      if (!mine) this.takenOverFrom = { holder, annotations: lease.metadata.annotations ?? {} };
+      if (!this.leading) {
+        const renew = spec.renewTime ? Date.parse(spec.renewTime) : NaN;
+        this.acquired = { holder, annotations: found, created: false, ...(Number.isFinite(renew) ? { renewTimeMs: renew } : {}) };
+      }
+      commit?.committed();
       return 'won';
     }
+    commit?.abandoned();
     return put.status === 409 ? 'lost' : 'failed';
   }
 
@@ -178,6 +223,7 @@ export class LeaderElector implements Leadership {
     if (got.status !== 200) return;
     const lease = got.body as Lease;
     if (lease.spec?.holderIdentity !== this.o.identity) return;
+    const commit = this.o.commit();
     const body: Lease = {
       apiVersion: 'coordination.k8s.io/v1',
       kind: 'Lease',
@@ -185,19 +231,27 @@ export class LeaderElector implements Leadership {
         name: this.o.name,
         namespace: this.o.namespace,
         resourceVersion: lease.metadata.resourceVersion,
-        annotations: { ...lease.metadata.annotations, ...this.o.annotations() },
+        annotations: { ...stringAnnotations(lease.metadata.annotations), ...commit.annotations },
       },
       spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: micro(this.o.now()) },
     };
-    const put = await this.call('PUT', this.path(), body);
-    if (put.status === 200) this.o.log.info(`leader election: ${this.o.identity} released lease ${this.path()}`);
+    const put = await this.call('PUT', this.path(), body).catch((e: unknown) => {
+      commit.abandoned();
+      throw e;
+    });
+    if (put.status === 200) {
+      commit.committed();
+      this.o.log.info(`leader election: ${this.o.identity} released lease ${this.path()}`);
+    } else {
+      commit.abandoned();
+    }
   }
 
-  private lease(resourceVersion: string | undefined, acquireMs: number, transitions: number, now: number): Lease {
+  private lease(resourceVersion: string | undefined, acquireMs: number, transitions: number, now: number, annotations: Record<string, string>): Lease {
     return {
       apiVersion: 'coordination.k8s.io/v1',
       kind: 'Lease',
-      metadata: { name: this.o.name, namespace: this.o.namespace, annotations: this.o.annotations(), ...(resourceVersion ? { resourceVersion } : {}) },
+      metadata: { name: this.o.name, namespace: this.o.namespace, annotations, ...(resourceVersion ? { resourceVersion } : {}) },
       spec: {
         holderIdentity: this.o.identity,
         leaseDurationSeconds: Math.max(1, Math.round(this.o.leaseDurationMs / 1000)),
@@ -246,6 +300,12 @@ export class LeaderElector implements Leadership {
       };
     });
   }
+}
+
+/** Only string values: the Lease is input anyone with `update` on it can write. */
+function stringAnnotations(a: unknown): Record<string, string> {
+  if (!a || typeof a !== 'object') return {};
+  return Object.fromEntries(Object.entries(a).filter(([, v]) => typeof v === 'string')) as Record<string, string>;
 }
 
 /** Lease times are MicroTime: RFC 3339 with 6 fraction digits. */

@@ -1,6 +1,6 @@
 import type { KubeObject } from '../kube/types.ts';
 import { BoundedState } from './bounded_state.ts';
-import { condition, ObservationWindow, timeMs, type Condition } from './object_time.ts';
+import { condition, timeMs, type Condition } from './object_time.ts';
 import type { EventOccurrence, EventSink } from './observation.ts';
 import { spanPoint } from './span_events.ts';
 import type { SpanPoint } from './span_export.ts';
@@ -37,14 +37,12 @@ export function nodeTraceKey(nodeUid: string, sinceMs: number): TraceKey {
 
 export class NodeReadinessTracker implements EventSink {
   private readonly o: NodeReadinessTrackerOptions;
-  private readonly window: ObservationWindow;
   private readonly outages = new BoundedState<Outage>(5_000);
   /** node name -> uid, for events that name the node. */
   private readonly uids = new Map<string, string>();
 
   constructor(o: NodeReadinessTrackerOptions) {
     this.o = o;
-    this.window = new ObservationWindow(o.startedAtMs);
   }
 
   onNode(node: Node): void {
@@ -55,14 +53,24 @@ export class NodeReadinessTracker implements EventSink {
     const ready = condition(node.status, 'Ready');
     const since = timeMs(ready?.lastTransitionTime);
     if (!ready || since === undefined) return;
-    const outage = this.outages.get(uid);
+    let outage = this.outages.get(uid);
     if (ready.status !== 'True') {
       if (!outage || outage.sinceMs !== since) this.outages.set(uid, { name, sinceMs: since, events: outage?.sinceMs === since ? outage.events : [] });
+      this.o.window.opened(`node/${uid}`, since);
       return;
     }
-    if (!outage) return; // Ready and no outage known: nothing to end
+    if (!outage) {
+      // Ready, and no outage seen here: the previous reporter may have handed one over that ended meanwhile
+      const handed = this.o.window.openedBefore(`node/${uid}`);
+      if (handed === undefined || handed > since) return;
+      outage = { name, sinceMs: handed, events: [] };
+    }
     this.outages.delete(uid);
-    if (!this.window.observes(since)) return;
+    this.o.window.closed(`node/${uid}`);
+    this.o.window.report(`node/${uid}/${outage.sinceMs}`, since, () => this.ready(uid, name, outage, since));
+  }
+
+  private ready(uid: string, name: string, outage: Outage, since: number): void {
     this.o.metrics.nodeNotReady.observe(Math.max(0, since - outage.sinceMs) / 1000);
     this.o.spans?.emit({
       trace: nodeTraceKey(uid, outage.sinceMs),
@@ -80,12 +88,12 @@ export class NodeReadinessTracker implements EventSink {
   onNodeDeleted(node: Node): void {
     const uid = node.metadata.uid;
     const outage = uid ? this.outages.get(uid) : undefined;
+    if (uid) this.o.window.closed(`node/${uid}`);
     if (!uid || !outage) return;
     this.outages.delete(uid);
     this.uids.delete(node.metadata.name ?? '');
     const end = timeMs(node.metadata.deletionTimestamp) ?? Date.now();
-    if (!this.window.observes(end)) return;
-    this.o.spans?.emit({
+    this.o.window.report(`node/${uid}/${outage.sinceMs}`, end, () => this.o.spans?.emit({
       trace: nodeTraceKey(uid, outage.sinceMs),
       name: 'node.not_ready',
       objectUid: uid,
@@ -96,7 +104,7 @@ export class NodeReadinessTracker implements EventSink {
       attributes: { 'k8s.node.name': outage.name, 'k8s.node.uid': uid, 'kta.result': 'deleted' },
       events: outage.events,
       component: 'kube-controller-manager',
-    });
+    }));
   }
 
   onEvent(ev: EventOccurrence): void {

@@ -34,21 +34,3 @@ export function conditionSince(status: { conditions?: Condition[] } | undefined,
   const c = condition(status, type);
   return c && c.status === want ? timeMs(c.lastTransitionTime) : undefined;
 }
-
-/**
- * Which transitions this process observes (§0.2): one whose object time is before the agent's start
- * was observed by the incarnation before it (or happened before any agent ran), so after a restart,
- * a relist or a new leader the state is rebuilt without observing it again.
- */
-export class ObservationWindow {
-  readonly fromMs: number;
-
-  /** `startedAtMs`: the agent's start; object times are whole seconds, so it is truncated to one. */
-  constructor(startedAtMs: number) {
-    this.fromMs = Math.floor(startedAtMs / 1000) * 1000;
-  }
-
-  observes(transitionMs: number): boolean {
-    return transitionMs >= this.fromMs;
-  }
-}

@@ -2,7 +2,7 @@ import type { Attributes } from '@opentelemetry/api';
 import type { KubeObject } from '../kube/types.ts';
 import { BoundedState } from './bounded_state.ts';
 import { LabelCap } from './cluster_metrics.ts';
-import { condition, conditionSince, createdMs, ObservationWindow, timeMs, type Condition } from './object_time.ts';
+import { condition, conditionSince, createdMs, timeMs, type Condition } from './object_time.ts';
 import type { EventOccurrence, EventSink } from './observation.ts';
 import { spanPoint } from './span_events.ts';
 import { outcomeAttributes, type FinishedSpan, type SpanPoint } from './span_export.ts';
@@ -55,14 +55,12 @@ export function podTraceKey(podUid: string): TraceKey {
 
 export class PodStartupTracker implements EventSink {
   private readonly o: PodStartupTrackerOptions;
-  private readonly window: ObservationWindow;
   private readonly state: BoundedState<PodState>;
   private readonly namespaces = new LabelCap(200);
   private readonly clock: () => number;
 
   constructor(o: PodStartupTrackerOptions) {
     this.o = o;
-    this.window = new ObservationWindow(o.startedAtMs);
     this.state = new BoundedState(o.maxPods ?? 10_000);
     this.clock = o.clock ?? Date.now;
   }
@@ -75,7 +73,7 @@ export class PodStartupTracker implements EventSink {
     const uid = pod.metadata.uid;
     const created = createdMs(pod);
     if (!uid || created === undefined) return;
-    const fresh = this.window.observes(created);
+    const fresh = this.o.window.observes(created);
     const st = this.state.getOrCreate(uid, () => ({ done: false, failureCounted: !fresh, restarts: baselineRestarts(pod, fresh), events: [] }));
     this.countRestarts(pod, st);
     this.countDisruption(pod, st);
@@ -83,18 +81,19 @@ export class PodStartupTracker implements EventSink {
     const ready = conditionSince(pod.status, 'Ready');
     if (ready !== undefined) {
       st.done = true;
-      if (this.window.observes(ready)) this.startupEnded(pod, st, ready, 'ok');
+      this.o.window.report(`pod/${uid}`, ready, () => this.startupEnded(pod, st, ready, 'ok'));
       return;
     }
     const failure = startupFailure(pod);
     if (failure && !st.failureCounted) {
       st.failureCounted = true;
-      this.o.metrics.podStartupFailures.inc({ owner_kind: ownerKind(pod), reason: failure });
+      this.o.window.report(`pod-failure/${uid}`, created, () => this.o.metrics.podStartupFailures.inc({ owner_kind: ownerKind(pod), reason: failure }));
     }
     if (pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded') {
       // ran to its end without ever being Ready (a Job's pod, a pod that failed): no startup to measure
       st.done = true;
-      if (pod.status.phase === 'Failed') this.startupEnded(pod, st, this.clock(), 'error', 'pod Failed', 'observed');
+      const now = this.clock();
+      if (pod.status.phase === 'Failed') this.o.window.report(`pod/${uid}`, now, () => this.startupEnded(pod, st, now, 'error', 'pod Failed', 'observed'));
     }
   }
 
@@ -105,7 +104,7 @@ export class PodStartupTracker implements EventSink {
     this.state.delete(uid);
     if (!st || st.done) return;
     const end = timeMs(pod.metadata.deletionTimestamp) ?? this.clock();
-    if (this.window.observes(end)) this.startupEnded(pod, st, end, 'error', 'deleted before Ready', pod.metadata.deletionTimestamp ? undefined : 'observed');
+    this.o.window.report(`pod/${uid}`, end, () => this.startupEnded(pod, st, end, 'error', 'deleted before Ready', pod.metadata.deletionTimestamp ? undefined : 'observed'));
   }
 
   /** Ends startups past the timeout (at creation + timeout, so every incarnation computes the same end). */
@@ -117,12 +116,12 @@ export class PodStartupTracker implements EventSink {
       if (!st || st.done || created === undefined || now < created + this.o.timeoutMs) continue;
       st.done = true;
       const end = created + this.o.timeoutMs;
-      if (!this.window.observes(end)) continue;
-      if (!st.failureCounted) {
-        st.failureCounted = true;
-        this.o.metrics.podStartupFailures.inc({ owner_kind: ownerKind(pod), reason: startupFailure(pod) ?? 'Timeout' });
-      }
-      this.startupEnded(pod, st, end, 'error', st.lastWarning ?? 'not Ready before the startup timeout', undefined, true);
+      const countFailure = !st.failureCounted;
+      st.failureCounted = true;
+      this.o.window.report(`pod/${pod.metadata.uid}`, end, () => {
+        if (countFailure) this.o.metrics.podStartupFailures.inc({ owner_kind: ownerKind(pod), reason: startupFailure(pod) ?? 'Timeout' });
+        this.startupEnded(pod, st, end, 'error', st.lastWarning ?? 'not Ready before the startup timeout', undefined, true);
+      });
     }
   }
 
@@ -155,9 +154,10 @@ export class PodStartupTracker implements EventSink {
     st.disruption = c.reason;
     const at = timeMs(c.lastTransitionTime);
     // DeletionByTaintManager is counted by the leader from TaintManagerEviction events (the node is usually down)
-    if (c.reason === 'DeletionByTaintManager' || at === undefined || !this.window.observes(at)) return;
+    if (c.reason === 'DeletionByTaintManager' || at === undefined) return;
     const reason = (['PreemptionByScheduler', 'EvictionByEvictionAPI', 'DeletionByPodGC', 'TerminationByKubelet'] as const).find((r) => r === c.reason) ?? 'other';
-    this.o.metrics.podDisruptions.inc({ namespace: this.namespaces.value(pod.metadata.namespace), reason });
+    const namespace = this.namespaces.value(pod.metadata.namespace);
+    this.o.window.report(`disruption/${pod.metadata.uid}/${c.reason}`, at, () => this.o.metrics.podDisruptions.inc({ namespace, reason }));
   }
 
   private startupEnded(pod: Pod, st: PodState, endMs: number, result: 'ok' | 'error', message?: string, timeSource?: 'observed', timedOut = false): void {

@@ -1,7 +1,7 @@
 import type { KubeObject } from '../kube/types.ts';
 import { BoundedState } from './bounded_state.ts';
 import { LabelCap } from './cluster_metrics.ts';
-import { createdMs, ObservationWindow, timeMs } from './object_time.ts';
+import { createdMs, timeMs } from './object_time.ts';
 import type { EventOccurrence, EventSink } from './observation.ts';
 import { spanPoint } from './span_events.ts';
 import { outcomeAttributes, type SpanPoint } from './span_export.ts';
@@ -59,7 +59,6 @@ export function pvcTraceKey(pvcUid: string): TraceKey {
 
 export class PvcProvisioningTracker implements EventSink {
   private readonly o: PvcProvisioningTrackerOptions;
-  private readonly window: ObservationWindow;
   private readonly claims = new BoundedState<Claim>(20_000);
   private readonly classes = new Map<string, StorageClass>();
   private readonly volumes = new Map<string, Pv>();
@@ -69,7 +68,6 @@ export class PvcProvisioningTracker implements EventSink {
 
   constructor(o: PvcProvisioningTrackerOptions) {
     this.o = o;
-    this.window = new ObservationWindow(o.startedAtMs);
     this.clock = o.clock ?? Date.now;
   }
 
@@ -183,18 +181,20 @@ export class PvcProvisioningTracker implements EventSink {
     const end = timeMs(pv.status?.lastPhaseTransitionTime) ?? claim.succeededMs;
     const endMs = end ?? this.clock();
     // without a time from the objects only a claim this agent saw Pending can be observed now
-    if (created === undefined || !this.window.observes(endMs) || (end === undefined && !claim.seenPending)) return;
+    if (created === undefined || (end === undefined && !claim.seenPending)) return;
     const labels = this.labels(claim);
     const waited = labels.binding_mode === 'WaitForFirstConsumer' && claim.consumerMs !== undefined ? claim.consumerMs - created : 0;
-    this.o.metrics.pvcProvisioning.observe(labels, Math.max(0, endMs - created - waited) / 1000);
-    this.emit(uid, claim, created, endMs, 'ok', undefined, pv, end === undefined ? 'observed' : undefined);
+    this.o.window.report(`pvc/${uid}`, endMs, () => {
+      this.o.metrics.pvcProvisioning.observe(labels, Math.max(0, endMs - created - waited) / 1000);
+      this.emit(uid, claim, created, endMs, 'ok', undefined, pv, end === undefined ? 'observed' : undefined);
+    });
   }
 
   private failed(uid: string, claim: Claim, pvc: Pvc, endMs: number, message: string, timeSource?: 'observed', timedOut = false): void {
     claim.done = true;
     const created = createdMs(pvc);
-    if (created === undefined || !this.window.observes(endMs)) return;
-    this.emit(uid, claim, created, endMs, 'error', message, undefined, timeSource, timedOut);
+    if (created === undefined) return;
+    this.o.window.report(`pvc/${uid}`, endMs, () => this.emit(uid, claim, created, endMs, 'error', message, undefined, timeSource, timedOut));
   }
 
   private emit(uid: string, claim: Claim, created: number, endMs: number, result: 'ok' | 'error', message: string | undefined, pv: Pv | undefined, timeSource?: 'observed', timedOut = false): void {

@@ -2,7 +2,7 @@ import type { Attributes } from '@opentelemetry/api';
 import type { KubeObject } from '../kube/types.ts';
 import { BoundedState } from './bounded_state.ts';
 import { LabelCap } from './cluster_metrics.ts';
-import { condition, createdMs, ObservationWindow, timeMs, type Condition } from './object_time.ts';
+import { condition, createdMs, timeMs, type Condition } from './object_time.ts';
 import type { EventOccurrence, EventSink } from './observation.ts';
 import { spanPoint } from './span_events.ts';
 import type { SpanPoint, SpanResult } from './span_export.ts';
@@ -64,7 +64,6 @@ export function rolloutTraceKey(deploymentUid: string, revision: string): TraceK
 
 export class RolloutTracker implements EventSink {
   private readonly o: RolloutTrackerOptions;
-  private readonly window: ObservationWindow;
   private readonly state = new BoundedState<Rollout>(20_000);
   private readonly namespaces = new LabelCap(200);
   private readonly replicaSets = new Map<string, ReplicaSet>();
@@ -72,7 +71,6 @@ export class RolloutTracker implements EventSink {
 
   constructor(o: RolloutTrackerOptions) {
     this.o = o;
-    this.window = new ObservationWindow(o.startedAtMs);
     this.clock = o.clock ?? Date.now;
   }
 
@@ -193,8 +191,12 @@ export class RolloutTracker implements EventSink {
 
   private end(uid: string, ro: Rollout, endMs: number, result: string, status: SpanResult, message?: string, timedOut = false): void {
     ro.ended = true;
+    // ended before the mark of whoever reported before (a restart, a takeover): reported then
+    this.o.window.report(`rollout/${uid}/${ro.revision}`, endMs, () => this.report(uid, ro, endMs, result, status, message, timedOut));
+  }
+
+  private report(uid: string, ro: Rollout, endMs: number, result: string, status: SpanResult, message: string | undefined, timedOut: boolean): void {
     const start = ro.startMs ?? endMs;
-    if (!this.window.observes(endMs)) return; // ended before this agent started: its predecessor reported it
     if (result !== 'deleted') this.o.metrics.rolloutDuration.observe({ result }, (endMs - start) / 1000);
     this.o.metrics.rollouts.inc({ namespace: this.namespaces.value(ro.namespace), result });
     if (!this.o.spans) return;

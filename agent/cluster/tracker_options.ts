@@ -1,4 +1,5 @@
 import type { ClusterMetrics } from './cluster_metrics.ts';
+import type { ReportWindow } from './report_window.ts';
 import type { SpanExport } from './span_export.ts';
 
 /** What every tracker is given. */
@@ -6,8 +7,8 @@ export interface TrackerOptions {
   metrics: ClusterMetrics;
   /** Absent: spans are off (metrics only). */
   spans?: SpanExport;
-  /** The agent's start: transitions that ended before it are not observed again (object_time.ts ObservationWindow). */
-  startedAtMs: number;
+  /** Which transitions are this agent's to report, and when reports become visible (report_window.ts). */
+  window: ReportWindow;
   /** The time used for timeouts and for ends no object records; default Date.now. */
   clock?: () => number;
 }

@@ -1,7 +1,7 @@
 import type { KubeObject } from '../kube/types.ts';
 import { BoundedState } from './bounded_state.ts';
 import { LabelCap } from './cluster_metrics.ts';
-import { createdMs, ObservationWindow, timeMs } from './object_time.ts';
+import { createdMs, timeMs } from './object_time.ts';
 import type { EventOccurrence, EventSink } from './observation.ts';
 import { spanPoint } from './span_events.ts';
 import { EVENT_MESSAGE_BYTES, outcomeAttributes, truncateUtf8, type SpanPoint } from './span_export.ts';
@@ -43,7 +43,6 @@ export function attachTraceKey(vaUid: string): TraceKey {
 
 export class VolumeAttachTracker implements EventSink {
   private readonly o: VolumeAttachTrackerOptions;
-  private readonly window: ObservationWindow;
   private readonly attaches = new BoundedState<Attach>(20_000);
   /** Earliest SuccessfulAttachVolume per PV name (the event names the volume, not the attachment). */
   private readonly attachedAt = new BoundedState<number>(20_000);
@@ -52,7 +51,6 @@ export class VolumeAttachTracker implements EventSink {
 
   constructor(o: VolumeAttachTrackerOptions) {
     this.o = o;
-    this.window = new ObservationWindow(o.startedAtMs);
     this.clock = o.clock ?? Date.now;
   }
 
@@ -74,8 +72,9 @@ export class VolumeAttachTracker implements EventSink {
     if (err?.time && !a.errorTimes.has(err.time)) {
       a.errorTimes.add(err.time);
       const at = timeMs(err.time);
-      if (at !== undefined && this.window.observes(at)) {
-        this.o.metrics.volumeAttachFailures.inc({ driver: this.drivers.value(a.driver) });
+      if (at !== undefined && this.o.window.observes(at)) {
+        const driver = this.drivers.value(a.driver);
+        this.o.window.report(`attach-error/${uid}/${err.time}`, at, () => this.o.metrics.volumeAttachFailures.inc({ driver }));
         if (a.events.length < MAX_EVENTS) a.events.push({ name: 'AttachError', timeMs: at, attributes: { 'kta.event.message': truncateUtf8(err.message ?? '', EVENT_MESSAGE_BYTES) } });
       }
       a.lastError = `AttachError: ${err.message ?? ''}`;
@@ -90,9 +89,11 @@ export class VolumeAttachTracker implements EventSink {
     // no time in the status: an attachment already attached when first seen was reported before
     if (eventTime === undefined && !a.seenDetached) return;
     const end = eventTime ?? this.clock();
-    if (!this.window.observes(end)) return;
-    this.o.metrics.volumeAttach.observe({ driver: this.drivers.value(a.driver) }, Math.max(0, end - a.createdMs) / 1000);
-    this.emit(uid, a, end, 'ok', undefined, eventTime === undefined);
+    const driver = this.drivers.value(a.driver);
+    this.o.window.report(`attach/${uid}`, end, () => {
+      this.o.metrics.volumeAttach.observe({ driver }, Math.max(0, end - a.createdMs) / 1000);
+      this.emit(uid, a, end, 'ok', undefined, eventTime === undefined);
+    });
   }
 
   onAttachmentDeleted(va: VolumeAttachment): void {
@@ -101,7 +102,7 @@ export class VolumeAttachTracker implements EventSink {
     if (!uid || !a) return;
     this.attaches.delete(uid);
     const end = timeMs(va.metadata.deletionTimestamp) ?? this.clock();
-    if (!a.done && this.window.observes(end)) this.emit(uid, a, end, 'error', a.lastError ?? 'deleted before attached', false);
+    if (!a.done) this.o.window.report(`attach/${uid}`, end, () => this.emit(uid, a, end, 'error', a.lastError ?? 'deleted before attached', false));
   }
 
   sweep(): void {
@@ -110,7 +111,7 @@ export class VolumeAttachTracker implements EventSink {
       if (a.done || now < a.createdMs + this.o.timeoutMs) continue;
       a.done = true;
       const end = a.createdMs + this.o.timeoutMs;
-      if (this.window.observes(end)) this.emit(uid, a, end, 'error', a.lastError ?? 'not attached before the timeout', false, true);
+      this.o.window.report(`attach/${uid}`, end, () => this.emit(uid, a, end, 'error', a.lastError ?? 'not attached before the timeout', false, true));
     }
   }
 

@@ -49,6 +49,9 @@ export type RestartReason =
   | 'credentials';
 
 export interface WatchHandlers<T> {
+  /** A LIST is about to be applied (its adds, updates and deletes follow, then `onListEnd`); `initial`: the first one. */
+  onListStart?(initial: boolean): void;
+  onListEnd?(initial: boolean): void;
   /** `fromList`: found by a LIST (the first, or a relist after 410), not by a watch event. */
   onAdd?(obj: T, fromList: boolean): void;
   /** `oldObj` is what the cache held before; MODIFIED events and relists carry the whole new state. */
@@ -418,8 +421,10 @@ export class ListWatch<T extends KubeObject = KubeObject> {
   /** Applies a LIST: replaces the cache and reports the differences as events. */
   private replace(items: Map<string, T>, rv: string): void {
     const old = this.store;
+    const initial = !this.isSynced;
     this.store = items;
     this.rv = rv;
+    for (const h of this.handlers) this.call(() => h.onListStart?.(initial));
     for (const [key, obj] of old) if (!items.has(key)) this.emitDelete(obj, true);
     for (const [key, obj] of items) {
       const prev = old.get(key);
@@ -429,6 +434,7 @@ export class ListWatch<T extends KubeObject = KubeObject> {
         this.emitUpsert(prev, obj, true);
       }
     }
+    for (const h of this.handlers) this.call(() => h.onListEnd?.(initial));
     if (!this.isSynced) {
       this.isSynced = true;
       this.o.log?.debug(`kubernetes ${this.resource}: synced, ${items.size} object(s)`);
@@ -550,6 +556,14 @@ export class ListWatch<T extends KubeObject = KubeObject> {
       } catch (e) {
         this.handlerFailed(e);
       }
+    }
+  }
+
+  private call(f: () => void): void {
+    try {
+      f();
+    } catch (e) {
+      this.handlerFailed(e);
     }
   }
 

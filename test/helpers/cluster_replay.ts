@@ -12,6 +12,7 @@ import { SelfMetrics } from '../../agent/metrics.ts';
 import { FakeKubeApiServer, writeKubeconfig, type FakeObject } from '../../agent/demo/kube_api_server.ts';
 import { OtlpReceiver, type ReceivedSpan } from '../../agent/demo/otlp_receiver.ts';
 import { waitFor } from './child_agent.ts';
+import { ReportWindow } from '../../agent/cluster/report_window.ts';
 
 /** The sequences' time zero, one second, and the fake cluster's uid (its kube-system namespace). */
 export const T = Date.parse('2026-11-21T10:00:00Z');
@@ -71,7 +72,8 @@ export class ClusterReplay {
     const kube = new KubeAccess({ mode: 'kubeconfig', kubeconfig: this.kubeconfig }, log);
     const metrics = new SelfMetrics('test');
     const signals = new ClusterSignals(clusterSignalsConfig.parse({ cluster_name: 'replay', ...this.config }), { nodeName: 'node-a', metrics, log, kube }, {
-      startedAtMs: this.now,
+      nodeWindow: new ReportWindow(ReportWindow.startingAt(this.now), { hold: false }),
+      leaderWindow: new ReportWindow(ReportWindow.startingAt(this.now), { hold: false }),
       clock: () => this.now,
       sweepIntervalMs: 20,
       watch: { backoff: { initialMs: 20, maxMs: 200 }, idleTimeoutMs: 10_000 },

@@ -32,6 +32,7 @@ export class FakeKubelet {
   private readonly o: Required<FakeKubeletOptions>;
   private running = false;
   private isDown = false;
+  private podsHeld = false;
   private loop: Promise<void> | undefined;
   private lastHeartbeat = 0;
   private wake: (() => void) | undefined;
@@ -58,6 +59,16 @@ export class FakeKubelet {
     this.isDown = true;
   }
 
+  /** Keeps heartbeating but starts no pod (a node whose runtime stalls): a rollout waits. */
+  holdPods(): void {
+    this.podsHeld = true;
+  }
+
+  releasePods(): void {
+    this.podsHeld = false;
+    this.wake?.();
+  }
+
   up(): void {
     this.isDown = false;
     this.lastHeartbeat = 0;
@@ -68,6 +79,20 @@ export class FakeKubelet {
     this.running = false;
     this.wake?.();
     await this.loop;
+  }
+
+  /**
+   * Deletes the Node while it is still Ready, then stops. (A NotReady node deleted while the node
+   * lifecycle controller queues it for NoExecute tainting stays in that rate-limited queue in v1.20,
+   * failing "node not found" for good and starving the evictions of every later node.)
+   */
+  async remove(): Promise<void> {
+    if (this.isDown) {
+      this.up();
+      await waitForReady(this.cp, this.node);
+    }
+    await this.cp.request('DELETE', `/api/v1/nodes/${this.node}`);
+    await this.stop();
   }
 
   private async run(): Promise<void> {
@@ -181,7 +206,7 @@ export class FakeKubelet {
         if (r.status !== 200 && r.status !== 404 && r.status !== 409) this.finalizing.delete(uid);
         continue;
       }
-      if (pod.status?.phase !== 'Pending' || this.started.has(uid)) continue;
+      if (this.podsHeld || pod.status?.phase !== 'Pending' || this.started.has(uid)) continue;
       const t = seconds(Date.now());
       const running = (c: { name: string; image: string }) => ({
         name: c.name,
@@ -227,6 +252,14 @@ export class FakeKubelet {
       );
       if (r.status === 200) this.started.add(uid);
     }
+  }
+}
+
+async function waitForReady(cp: ControlPlane, node: string): Promise<void> {
+  for (let i = 0; i < 120; i++) {
+    const n = await cp.request<{ status?: { conditions?: { type: string; status: string }[] } }>('GET', `/api/v1/nodes/${node}`);
+    if (n.status !== 200 || n.body.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True') return;
+    await new Promise((r) => setTimeout(r, 250));
   }
 }
 

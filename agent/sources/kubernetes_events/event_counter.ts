@@ -1,3 +1,5 @@
+import type { EventsHandover } from '../../cluster/handover.ts';
+import { MAX_RECENT_EVENTS } from '../../cluster/handover.ts';
 import type { NormalizedEvent } from './normalize.ts';
 
 /**
@@ -8,11 +10,17 @@ import type { NormalizedEvent } from './normalize.ts';
  * - `seen`: uid -> occurrences last accounted for (LRU, `maxTracked`); `tombstones`: namespace/name
  *   -> occurrences of a deleted Event, because tools/record re-creates an expired Event under the
  *   same name with a new uid and the *continued* count.
- * - `highWaterMs`: the latest `last_seen` counted, never ahead of the agent's clock (a recorder
- *   with a clock in the future must not make later events look old).
- * - The first LIST only seeds: history from before the agent started is never counted. A restart
- *   with a checkpoint (or a relist after 410) counts growth of known uids, and unknown uids only
- *   when their `last_seen` is at or after the high-water mark (they happened while not watching).
+ * - `highWaterMs`: the latest occurrence time counted (µs as the fraction: events.k8s.io times are
+ *   MicroTime), never ahead of the agent's clock (a recorder with a clock in the future must not
+ *   make later events look old).
+ * - The first LIST of a first start only seeds: history from before the agent ran is never counted.
+ * - After a gap (a restart from the checkpoint, a relist after 410, a takeover from the Lease's
+ *   handover) every Event of the LIST is judged against the mark as it was *before* that LIST: a
+ *   LIST comes in key (name) order, not time order, so the mark only moves once the whole LIST is
+ *   in. A known uid counts its growth; an unknown uid first seen at or after the mark happened while
+ *   nobody counted and counts in full; an unknown uid first seen before the mark whose latest
+ *   occurrence is after it grew unseen and counts 1 (its count at the mark is unknown); the rest
+ *   were counted by whoever counted before.
  *
  * Pure state: the source feeds it watch events and persists `snapshot()`.
  */
@@ -42,14 +50,13 @@ interface Seen {
 export class EventCounter {
   private readonly seen = new Map<string, Seen>();
   private readonly tombstones = new Map<string, { occurrences: number; at: number }>();
+  /** uid -> occurrences of the Events counted most recently (what a successor needs), newest last. */
+  private readonly recentlyCounted = new Map<string, number>();
   private highWaterMs = 0;
-  /** State came from a checkpoint: the next LIST may count what happened while the agent was away. */
+  /** While a LIST is applied: the latest time it counted, applied to the mark at its end. */
+  private listHighWater: number | undefined;
+  /** State came from a checkpoint or a handover: the next LIST may count what happened meanwhile. */
   private resumed = false;
-  /**
-   * After a hand-over nothing is remembered, so an Event first seen in the high-water second may be
-   * one the previous leader counted: only later ones are new (times are whole seconds).
-   */
-  private strictAfterHighWater = false;
   private readonly o: Required<CounterOptions>;
 
   constructor(options: CounterOptions) {
@@ -64,28 +71,41 @@ export class EventCounter {
     return this.tombstones.size;
   }
 
-  /** The latest `last_seen` counted (epoch ms). */
+  /** The latest occurrence time counted (epoch ms, µs as the fraction). */
   get highWater(): number {
     return this.highWaterMs;
   }
 
+  /** Whether this counter already counts (a checkpoint or a handover), so a LIST is judged, not seeded. */
+  get hasHistory(): boolean {
+    return this.resumed;
+  }
+
   /**
-   * Another agent led since this state was saved (a Lease takeover): what it counted is unknown here,
-   * so the remembered counts are dropped (growth of those Events is not counted: an undercount, never
-   * a double count) and only Events first seen at or after its high-water mark count as new.
+   * Another agent counted since this state was saved (a takeover): its handover replaces what is
+   * remembered here, whose counts may be stale.
    */
-  handOver(highWaterMs: number): void {
+  handOver(h: EventsHandover): void {
     this.seen.clear();
-    this.highWaterMs = Math.min(Math.max(this.highWaterMs, highWaterMs), this.o.now());
+    this.recentlyCounted.clear();
+    this.highWaterMs = Math.min(h.highWaterMs, this.o.now());
+    for (const [uid, occurrences] of h.recent) {
+      this.seen.set(uid, { key: '', occurrences });
+      this.recentlyCounted.set(uid, occurrences);
+    }
     this.resumed = true;
-    this.strictAfterHighWater = true;
   }
 
   restore(state: CounterState): void {
+    this.seen.clear();
+    this.recentlyCounted.clear();
+    this.tombstones.clear();
     this.highWaterMs = Math.min(state.highWaterMs, this.o.now());
     for (const [uid, key, occurrences] of state.seen) this.remember(uid, key, occurrences);
     const cutoff = this.o.now() - this.o.tombstoneTtlMs;
     for (const [key, occurrences, at] of state.tombstones) if (at >= cutoff) this.tombstones.set(key, { occurrences, at });
+    // the Events remembered last are the ones a successor most likely still sees grow
+    for (const [uid, , occurrences] of state.seen.slice(-MAX_RECENT_EVENTS)) this.recentlyCounted.set(uid, occurrences);
     this.resumed = true;
   }
 
@@ -98,21 +118,40 @@ export class EventCounter {
     };
   }
 
-  /**
-   * An Event found by a LIST. `initial`: the first LIST of this watch (seed); otherwise a relist
-   * after the watch was lost. Returns the new occurrences to count.
-   */
-  listed(e: NormalizedEvent, initial: boolean): number {
+  /** What a successor needs (the Lease's handover): the mark and the counts of the Events counted last. */
+  handover(): EventsHandover {
+    return { highWaterMs: this.highWaterMs, recent: [...this.recentlyCounted] };
+  }
+
+  /** A LIST starts (the first, or a relist after 410): until `listEnd` the mark stays where it was. */
+  listStart(): void {
+    this.listHighWater = this.highWaterMs;
+  }
+
+  listEnd(): void {
+    if (this.listHighWater !== undefined) this.highWaterMs = Math.max(this.highWaterMs, this.listHighWater);
+    this.listHighWater = undefined;
+    this.resumed = true; // after any LIST, what it held is known: the next one judges against the mark
+  }
+
+  /** An Event found by a LIST (between `listStart` and `listEnd`). Returns the new occurrences to count. */
+  listed(e: NormalizedEvent): number {
     const known = this.seen.get(e.uid);
     if (known) return this.grow(e, known.occurrences);
-    if (initial && !this.resumed) {
+    if (!this.resumed) {
+      // history: accounted for without being counted, so the mark covers it for a successor too
       this.remember(e.uid, keyOf(e), e.occurrences);
+      if (this.listHighWater !== undefined) this.listHighWater = Math.max(this.listHighWater, Math.min(e.lastSeenMs, this.o.now()));
       return 0;
     }
-    // Unknown uid after a gap: new only if it began while nobody watched (or was re-created by its
-    // recorder); one that began earlier was seen by whoever watched then.
-    const after = this.strictAfterHighWater ? e.firstSeenMs > this.highWaterMs : e.firstSeenMs >= this.highWaterMs;
-    if (this.tombstones.has(keyOf(e)) || after) return this.added(e);
+    const tomb = this.tombstones.get(keyOf(e));
+    if (tomb || e.firstSeenMs >= this.highWaterMs) return this.added(e);
+    if (e.lastSeenMs > this.highWaterMs) {
+      // counted before the mark by someone whose count is not known here; it grew since: at least once
+      this.remember(e.uid, keyOf(e), e.occurrences);
+      this.mark(e, 1);
+      return 1;
+    }
     this.remember(e.uid, keyOf(e), e.occurrences);
     return 0;
   }
@@ -149,6 +188,7 @@ export class EventCounter {
   deleted(e: NormalizedEvent): void {
     const occurrences = Math.max(e.occurrences, this.seen.get(e.uid)?.occurrences ?? 0);
     this.seen.delete(e.uid);
+    this.recentlyCounted.delete(e.uid);
     this.tombstones.set(keyOf(e), { occurrences, at: this.o.now() });
     this.expireTombstones();
   }
@@ -165,8 +205,13 @@ export class EventCounter {
   }
 
   private mark(e: NormalizedEvent, delta: number): void {
-    // capped at the current whole second: later Events carry whole-second times at or after it
-    if (delta > 0 && e.lastSeenMs > this.highWaterMs) this.highWaterMs = Math.min(e.lastSeenMs, wholeSecond(this.o.now()));
+    if (delta <= 0) return;
+    this.recentlyCounted.delete(e.uid);
+    this.recentlyCounted.set(e.uid, this.seen.get(e.uid)?.occurrences ?? e.occurrences);
+    if (this.recentlyCounted.size > MAX_RECENT_EVENTS) this.recentlyCounted.delete(this.recentlyCounted.keys().next().value!);
+    const at = Math.min(e.lastSeenMs, this.o.now());
+    if (this.listHighWater !== undefined) this.listHighWater = Math.max(this.listHighWater, at);
+    else if (at > this.highWaterMs) this.highWaterMs = at;
   }
 
   private remember(uid: string, key: string, occurrences: number): void {
@@ -182,10 +227,6 @@ export class EventCounter {
       this.tombstones.delete(key);
     }
   }
-}
-
-function wholeSecond(ms: number): number {
-  return ms - (ms % 1000);
 }
 
 function keyOf(e: NormalizedEvent): string {

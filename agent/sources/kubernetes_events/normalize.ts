@@ -1,4 +1,5 @@
 import type { EventOccurrence, ObjectRef } from '../../cluster/observation.ts';
+import { parseKubeTime } from '../../kube/micro_time.ts';
 import type { KubeObject } from '../../kube/types.ts';
 
 /**
@@ -70,9 +71,5 @@ function num(v: unknown): number {
   return typeof v === 'number' && Number.isFinite(v) ? v : 0;
 }
 
-/** Epoch ms of a metav1.Time / MicroTime; undefined when absent, null, zero or unparseable. */
-function time(v: unknown): number | undefined {
-  if (typeof v !== 'string' || !v || v.startsWith('0001-01-01')) return undefined;
-  const ms = Date.parse(v);
-  return Number.isFinite(ms) ? ms : undefined;
-}
+/** Epoch ms (µs as the fraction, so events.k8s.io times keep their order) of a metav1.Time / MicroTime. */
+const time = parseKubeTime;

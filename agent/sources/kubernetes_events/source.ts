@@ -5,6 +5,8 @@ import { eventRecord } from '../../cluster/event_logs.ts';
 import { EventMetrics } from '../../cluster/event_metrics.ts';
 import { EventRules } from '../../cluster/event_rules.ts';
 import { ClusterSignals } from '../../cluster/cluster_signals.ts';
+import { HANDOVER_ANNOTATION, readHandover, writeHandover, type Handover } from '../../cluster/handover.ts';
+import { ReportWindow, type ReportMark } from '../../cluster/report_window.ts';
 import type { ClusterWorker, EventOccurrence, EventSink, Leadership, SpanEventSink } from '../../cluster/observation.ts';
 import type { KubeConnection } from '../../kube/connection.ts';
 import { ListWatch } from '../../kube/list_watch.ts';
@@ -13,12 +15,10 @@ import type { LogRecord } from '../../record.ts';
 import type { Source, SourceContext } from '../source.ts';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
 import type { KubernetesEventsConfig } from './config.ts';
-import { EventCounter } from './event_counter.ts';
+import { EventCounter, type CounterState } from './event_counter.ts';
 import { normalizeEvent, type NormalizedEvent } from './normalize.ts';
 
 const EMIT_BATCH = 500;
-/** On the Lease: the leader's high-water mark (epoch ms), for a successor that has no checkpoint of its own. */
-export const HIGH_WATER_ANNOTATION = 'telemetry-agent.io/events-high-water';
 
 /**
  * Source `kubernetes_events`: the cluster's Events, counted once cluster-wide.
@@ -34,6 +34,11 @@ export const HIGH_WATER_ANNOTATION = 'telemetry-agent.io/events-high-water';
  * - `source.clusterWorkers.push(worker)`: `start()` when this agent becomes leader, `stop()` when it
  *   loses the Lease or shuts down (the node-local role needs no Lease and does not belong here);
  * - `source.leadership`: who leads, with change notifications.
+ *
+ * Counted occurrences and the leader's tracker reports are held until the state that covers them is
+ * written: with leader election at each Lease renewal (the handover annotation), then the
+ * checkpoint, then they go to the sinks; without it at each checkpoint. A kill -9 therefore never
+ * leaves a report that the next incarnation or leader counts again (README, "Cluster events").
  */
 export class KubernetesEventsSource implements Source {
   readonly name: string;
@@ -59,10 +64,22 @@ export class KubernetesEventsSource implements Source {
   private timer: NodeJS.Timeout | undefined;
   /** Records not yet handed to the pipeline, and those handed over but not yet accepted. */
   private queue: LogRecord[] = [];
+  /** Occurrences counted but not yet reported: they go out once a commit covers them. */
+  private pending: EventOccurrence[] = [];
+  /** The counter's state as of the last commit: what the checkpoint says. */
+  private committedCounter: CounterState | undefined;
+  /** The node-local trackers' mark as of the last checkpoint. */
+  private committedNodeMark: ReportMark;
+  /** Without leader election: the leader-only trackers' mark, kept in the checkpoint. */
+  private committedLeaderMark: ReportMark | undefined;
   private readonly unacked = new Map<number, LogRecord[]>();
   private batchSeq = 0;
   private emitting = false;
   private idleWaiters: (() => void)[] = [];
+  /** Pod uid -> first occurrence of the earliest FailedScheduling Event about it, from the watch (bounded). */
+  private readonly failedSchedulingSince = new Map<string, number>();
+  /** Resolved after every commit (metricsSettled). */
+  private commitWaiters: (() => void)[] = [];
 
   constructor(name: string, config: KubernetesEventsConfig, ctx: SourceContext, lookup?: ObjectLookup) {
     this.name = name;
@@ -77,6 +94,12 @@ export class KubernetesEventsSource implements Source {
       onBackwards: (e, before) =>
         this.warnings.warn('backwards', `source ${name}: event ${e.namespace}/${e.name} (uid ${e.uid}) went from ${before} to ${e.occurrences} occurrences; counted as 0`),
     });
+    const now = Date.now();
+    this.committedNodeMark = ReportWindow.startingAt(now);
+    this.signals = new ClusterSignals(config.signals, ctx, {
+      nodeWindow: new ReportWindow(this.committedNodeMark),
+      leaderWindow: new ReportWindow(ReportWindow.startingAt(now)),
+    });
     this.metrics = new EventMetrics(ctx.metrics.registry, {
       includeNamespaces: config.include_namespaces,
       excludeNamespaces: config.exclude_namespaces,
@@ -84,9 +107,10 @@ export class KubernetesEventsSource implements Source {
       maxComponents: config.max_components,
       seriesTtlMs: config.series_ttl,
       lookup: lookup ?? new ApiObjectLookup(() => ctx.kube.connection()),
+      window: this.signals.leaderWindow,
+      firstFailedScheduling: (pod) => this.failedSchedulingSince.get(pod),
     });
     this.sinks.push(this.metrics, new EventRules(config.rules, ctx.metrics.registry, this.spanEventSinks));
-    this.signals = new ClusterSignals(config.signals, ctx);
     // every occurrence already reaches the trackers here, so rule-marked ones (spanEventSinks) would be twice
     this.sinks.push(this.signals.sink);
     this.clusterWorkers.push(this.signals.leaderOnly);
@@ -110,13 +134,18 @@ export class KubernetesEventsSource implements Source {
   }
 
   /** Resolves when every occurrence delivered so far has reached the metrics (object lookups included). */
-  metricsSettled(): Promise<void> {
-    return this.metrics.settled();
+  async metricsSettled(): Promise<void> {
+    for (;;) {
+      await this.metrics.settled();
+      const held = this.pending.length + this.signals.leaderWindow.pending + this.signals.nodeWindow.pending;
+      if (held === 0 || !this.started || this.stopping) return;
+      await new Promise<void>((r) => this.commitWaiters.push(r));
+    }
   }
 
-  /** Log records waiting for the outputs (bounded by max_pending_records). */
+  /** Log records waiting for the outputs (bounded by max_pending_records), counted occurrences waiting for a commit included. */
   get pendingRecords(): number {
-    let n = this.queue.length;
+    let n = this.queue.length + this.pending.length;
     for (const b of this.unacked.values()) n += b.length;
     return n;
   }
@@ -134,9 +163,13 @@ export class KubernetesEventsSource implements Source {
       }
       this.counter.restore(saved.checkpoint.counter);
       this.queue.push(...saved.checkpoint.records);
+      if (saved.checkpoint.signals) this.committedNodeMark = saved.checkpoint.signals;
+      this.committedLeaderMark = saved.checkpoint.leaderSignals;
     }
+    this.committedCounter = this.counter.snapshot();
+    this.signals.nodeWindow.reset(this.committedNodeMark);
     this.started = true;
-    this.timer = setInterval(() => this.writeCheckpoint(false), this.config.checkpoint_interval);
+    this.timer = setInterval(() => this.commitToCheckpoint(), this.config.checkpoint_interval);
     this.timer.unref();
     this.pump();
     try {
@@ -158,24 +191,32 @@ export class KubernetesEventsSource implements Source {
         connection: this.connection,
         namespace: this.config.lease_namespace ?? process.env.POD_NAMESPACE ?? this.connection.namespace ?? 'default',
         name: this.config.lease_name,
-        identity: this.config.identity ?? (process.env.POD_NAME || this.ctx.nodeName),
+        identity: this.identity,
         leaseDurationMs: this.config.lease_duration,
         renewDeadlineMs: this.config.renew_deadline,
         retryPeriodMs: this.config.retry_period,
         log: this.ctx.log,
         setGauge: (v) => this.ctx.metrics.leader.set(v),
-        annotations: () => ({ [HIGH_WATER_ANNOTATION]: String(this.counter.highWater) }),
+        commit: () => this.commitToLease(),
       });
       this.elector = elector;
       this.leadership = elector;
       elector.onChange((leading) => {
+        // synchronously: the state a renewal commits must be this leadership's from the first renewal on
+        if (leading) this.beginLeading();
+        else this.endLeading();
         this.watching = this.watching.then(() => (leading ? this.lead() : this.follow()));
       });
       elector.start();
     } else {
       this.ctx.metrics.leader.set(1);
+      this.beginLeading();
       this.watching = this.lead();
     }
+  }
+
+  private get identity(): string {
+    return this.config.identity ?? (process.env.POD_NAME || this.ctx.nodeName);
   }
 
   async stopReading(): Promise<void> {
@@ -199,25 +240,15 @@ export class KubernetesEventsSource implements Source {
   }
 
   async close(): Promise<void> {
-    await this.signals.close(); // flushes the spans that ended
     clearInterval(this.timer);
-    this.dirty = true;
-    this.writeCheckpoint(true);
+    this.commitToCheckpoint(true);
+    await this.signals.close(); // flushes the spans that ended
   }
 
   // ---- leading ----
 
   private async lead(): Promise<void> {
     if (this.stopping || this.watch || !this.connection) return;
-    const from = this.elector?.takenOverFrom;
-    if (from) {
-      const hw = Number(from.annotations[HIGH_WATER_ANNOTATION]);
-      // a later mark than ours: another agent counted after our checkpoint was written
-      if (Number.isFinite(hw) && hw > this.counter.highWater) {
-        this.counter.handOver(hw);
-        this.ctx.log.info(`source ${this.name}: took over from ${from.holder || 'a released lease'}, counting events first seen from ${new Date(hw).toISOString()}`);
-      }
-    }
     const path = await this.eventsPath(this.connection);
     this.ctx.log.info(`source ${this.name}: watching cluster events at ${path}`);
     const watch = new ListWatch<NormalizedEvent>(
@@ -225,8 +256,19 @@ export class KubernetesEventsSource implements Source {
       this.ctx.metrics,
     );
     watch.subscribe({
-      onAdd: (e, fromList) => this.deliver(e, fromList ? this.counter.listed(e, !watch.synced) : this.counter.added(e)),
-      onUpdate: (prev, e) => this.deliver(e, this.counter.modified(e, prev.occurrences)),
+      onListStart: () => this.counter.listStart(),
+      onListEnd: () => {
+        this.counter.listEnd();
+        this.dirty = true;
+      },
+      onAdd: (e, fromList) => {
+        this.index(e);
+        this.deliver(e, fromList ? this.counter.listed(e) : this.counter.added(e));
+      },
+      onUpdate: (prev, e) => {
+        this.index(e);
+        this.deliver(e, this.counter.modified(e, prev.occurrences));
+      },
       onDelete: (e) => {
         this.counter.deleted(e);
         this.dirty = true;
@@ -242,6 +284,13 @@ export class KubernetesEventsSource implements Source {
   private async follow(): Promise<void> {
     const watch = this.watch;
     if (!watch) return;
+    if (!this.elector) {
+      // the single leader stops: what it counted so far is committed and reported; anything counted
+      // while the watch winds down is not, and is counted again after a restart
+      this.commitToCheckpoint();
+      this.watch = undefined;
+      this.endLeading();
+    }
     this.watch = undefined;
     for (const w of this.clusterWorkers) {
       await w.stop().catch((e: Error) => this.ctx.log.warn(`source ${this.name}: a cluster worker failed to stop: ${e.message}`));
@@ -275,23 +324,148 @@ export class KubernetesEventsSource implements Source {
 
   // ---- delivering occurrences ----
 
+  /** FailedScheduling per pod: a pod's first one is its Unschedulable time (EventMetrics), whichever Event object comes later. */
+  private index(e: NormalizedEvent): void {
+    if (e.reason !== 'FailedScheduling' || e.regarding.kind !== 'Pod' || !e.regarding.uid) return;
+    const known = this.failedSchedulingSince.get(e.regarding.uid);
+    if (known !== undefined && known <= e.firstSeenMs) return;
+    this.failedSchedulingSince.set(e.regarding.uid, e.firstSeenMs);
+    if (this.failedSchedulingSince.size > this.config.max_tracked_events) this.failedSchedulingSince.delete(this.failedSchedulingSince.keys().next().value!);
+  }
+
+  /** Counted: reported once a commit covers it (commitToLease / commitToCheckpoint). */
   private deliver(e: NormalizedEvent, delta: number): void {
     this.dirty = true;
     if (delta <= 0) return;
-    const o: EventOccurrence = { ...e, delta };
-    for (const s of this.sinks) {
-      try {
-        s.onEvent(o);
-      } catch (err) {
-        this.warnings.warn('sink', `source ${this.name}: an event sink failed: ${(err as Error).stack}`);
+    this.pending.push({ ...e, delta });
+  }
+
+  /** Reports committed occurrences: records queued first (the checkpoint being written holds them), sinks after. */
+  private stage(batch: EventOccurrence[]): EventOccurrence[] {
+    const out: EventOccurrence[] = [];
+    for (const o of batch) {
+      if (this.queue.length + this.unackedCount() >= this.config.max_pending_records) {
+        this.ctx.metrics.droppedRecords.inc({ component: this.name, reason: 'queue_full' });
+      } else {
+        this.queue.push(eventRecord(o, undefined));
+      }
+      out.push(o);
+    }
+    return out;
+  }
+
+  private publish(batch: EventOccurrence[]): void {
+    for (const o of batch) {
+      for (const s of this.sinks) {
+        try {
+          s.onEvent(o);
+        } catch (err) {
+          this.warnings.warn('sink', `source ${this.name}: an event sink failed: ${(err as Error).stack}`);
+        }
       }
     }
-    if (this.pendingRecords >= this.config.max_pending_records) {
-      this.ctx.metrics.droppedRecords.inc({ component: this.name, reason: 'queue_full' });
-      return;
-    }
-    this.queue.push(eventRecord(o, undefined));
     this.pump();
+  }
+
+  private unackedCount(): number {
+    let n = 0;
+    for (const b of this.unacked.values()) n += b.length;
+    return n;
+  }
+
+  // ---- commits: state first, reports after ----
+
+  /** With leader election, at each renewal: the handover goes on the Lease, then the checkpoint, then the reports. */
+  private commitToLease(): { annotations: Record<string, string>; committed(): void; abandoned(): void } {
+    const snapshot = this.counter.snapshot();
+    const events = this.counter.handover();
+    const batch = this.pending.splice(0);
+    const leader = this.signals.leaderWindow.prepare();
+    const handover: Handover = { identity: this.identity, events, signals: leader.mark };
+    return {
+      annotations: { [HANDOVER_ANNOTATION]: writeHandover(handover) },
+      committed: () => {
+        this.committedCounter = snapshot;
+        const staged = this.stage(batch);
+        this.dirty = true;
+        this.writeCheckpoint(false);
+        this.publish(staged);
+        leader.release();
+        for (const w of this.commitWaiters.splice(0)) w();
+      },
+      abandoned: () => {
+        this.pending.unshift(...batch);
+        leader.abandon();
+      },
+    };
+  }
+
+  /**
+   * Every checkpoint_interval (and at close): the node-local trackers' reports, and without leader
+   * election the counted occurrences and leader-only reports, go out once the checkpoint covering them is written.
+   */
+  private commitToCheckpoint(durable = false): void {
+    const node = this.signals.nodeWindow.prepare();
+    const alone = !this.elector && this.watch !== undefined;
+    const leader = alone ? this.signals.leaderWindow.prepare() : undefined;
+    const batch = alone ? this.pending.splice(0) : [];
+    if (alone) this.committedCounter = this.counter.snapshot();
+    const staged = this.stage(batch);
+    if (node.mark.throughMs !== this.committedNodeMark.throughMs || node.mark.keys.length !== this.committedNodeMark.keys.length) this.dirty = true;
+    this.committedNodeMark = node.mark;
+    if (leader) this.committedLeaderMark = leader.mark;
+    if (batch.length > 0) this.dirty = true;
+    // a checkpoint that cannot be written (a full disk) delays nothing: it is retried, and counted
+    this.writeCheckpoint(durable);
+    this.publish(staged);
+    node.release();
+    leader?.release();
+    for (const w of this.commitWaiters.splice(0)) w();
+  }
+
+  // ---- leadership ----
+
+  /**
+   * This agent starts to lead: from which state. The Lease's handover (parsed as untrusted input)
+   * wins over this agent's own checkpoint unless that one is this agent's and at least as recent; an
+   * unreadable handover is logged, counted, and replaced by the Lease's renewTime (what the last
+   * holder had counted by then), so it is never a reason to count twice or to skip.
+   */
+  private beginLeading(): void {
+    const acquired = this.elector?.acquired;
+    let handover: Handover | undefined;
+    let fallbackMs: number | undefined;
+    if (acquired && !acquired.created) {
+      const read = readHandover(acquired.annotations);
+      if (read.error) {
+        this.ctx.metrics.checkpointInvalid.inc({ source: this.name, reason: 'lease_handover' });
+        fallbackMs = acquired.renewTimeMs;
+        this.ctx.log.warn(
+          `source ${this.name}: ignoring the handover on the Lease (${read.error}); ` +
+            (fallbackMs !== undefined ? `counting and reporting from the previous holder's last renewal, ${new Date(fallbackMs).toISOString()}` : 'counting from this agent\'s own state'),
+        );
+        if (fallbackMs !== undefined) handover = { events: { highWaterMs: fallbackMs, recent: [] }, signals: ReportWindow.startingAt(fallbackMs) };
+      } else {
+        handover = read.handover;
+      }
+    }
+    // written by this agent before (a restart, or it released the Lease and nobody led since)
+    const ours = acquired?.holder === this.identity || (acquired?.holder === '' && handover?.identity === this.identity);
+    if (handover?.events && !(ours && this.counter.hasHistory && this.counter.highWater >= handover.events.highWaterMs)) {
+      this.counter.handOver(handover.events);
+      this.ctx.log.info(
+        `source ${this.name}: took over from ${acquired?.holder || 'a released lease'}, counting Events that happened from ${new Date(handover.events.highWaterMs).toISOString()}`,
+      );
+    }
+    this.committedCounter = this.counter.snapshot();
+    const from = handover?.signals ?? (this.elector ? undefined : this.committedLeaderMark) ?? ReportWindow.startingAt(Date.now());
+    this.signals.leaderWindow.reset(from);
+  }
+
+  /** Leadership ended without a release: what was counted and not committed is the successor's to count. */
+  private endLeading(): void {
+    this.pending = [];
+    if (this.committedCounter) this.counter.restore(this.committedCounter);
   }
 
   /** Hands queued records to the pipeline one batch at a time, waiting while the outputs are full. */
@@ -317,12 +491,22 @@ export class KubernetesEventsSource implements Source {
   }
 
   private writeCheckpoint(durable: boolean): void {
-    if (!this.dirty) return;
+    if (!this.dirty || !this.committedCounter) return;
     const records: LogRecord[] = [];
     for (const b of this.unacked.values()) records.push(...b);
     records.push(...this.queue);
     try {
-      saveCheckpoint(this.checkpointPath, { version: 1, counter: this.counter.snapshot(), records }, durable);
+      saveCheckpoint(
+        this.checkpointPath,
+        {
+          version: 2,
+          counter: this.committedCounter,
+          records,
+          signals: this.committedNodeMark,
+          ...(this.committedLeaderMark ? { leaderSignals: this.committedLeaderMark } : {}),
+        },
+        durable,
+      );
       this.dirty = false;
       this.ctx.metrics.checkpointWrites.inc({ source: this.name });
     } catch (e) {
