@@ -18,7 +18,7 @@ import { Pipeline } from './pipeline.ts';
 import { outputsFedBy, type PipelineGraph } from './transforms/graph.ts';
 import { sameTransform, type TransformConfig } from './transforms/registry.ts';
 import { TransformNode } from './transforms/transform_node.ts';
-import { AgentServer, listenProblem, type ReadinessCheck } from './server.ts';
+import { AgentServer, listenProblem, type ReadinessCheck, type ServerLimits } from './server.ts';
 import type { ComponentNode, PipelineView } from './status/components.ts';
 import { StatusRoutes } from './status/routes.ts';
 import { SpanLog } from './status/span_log.ts';
@@ -218,12 +218,12 @@ export class Agent {
     return { emitter: stage, stage };
   }
 
-  private newServer(): AgentServer {
+  private newServer(limits: ServerLimits = this.config.server): AgentServer {
     const routes = new StatusRoutes(this.pipelineView(), this.metrics, this.taps, this.spanLog, () => ({
       statusPage: this.config.server.status_page,
       tap: { enabled: this.config.server.tap.enabled, tokenFile: this.config.server.tap.token_file },
     }));
-    return new AgentServer(this.metrics, { live: () => true, readiness: () => this.readiness() }, routes);
+    return new AgentServer(this.metrics, { live: () => true, readiness: () => this.readiness() }, routes, limits);
   }
 
   /** /readyz: the agent itself (stopping), then every source, each with why it is not ready. */
@@ -502,6 +502,9 @@ export class Agent {
       this.address = prepared.server.address;
       await old.close();
       changed.push(`server now on ${next.server.listen}`);
+    } else if (!isDeepStrictEqual(serverLimits(prev), serverLimits(next))) {
+      this.server.setLimits(next.server);
+      changed.push('server limits');
     }
 
     this.config = next;
@@ -544,7 +547,7 @@ export class Agent {
     }
     let server: Prepared['server'];
     if (prev.server.listen !== next.server.listen) {
-      const fresh = this.newServer();
+      const fresh = this.newServer(next.server);
       try {
         server = { server: fresh, address: await fresh.listen(next.server.listen) };
       } catch (err) {
@@ -608,6 +611,11 @@ function problemLine(section: 'outputs' | 'transforms' | 'sources', name: string
   const message = err instanceof Error ? err.message : String(err);
   const own = `${section.slice(0, -1)} ${name}: `;
   return `${section}.${name}: ${message.startsWith(own) ? message.slice(own.length) : message}`;
+}
+
+function serverLimits(config: AgentConfig): ServerLimits {
+  const { max_connections, header_timeout, request_timeout, idle_timeout } = config.server;
+  return { max_connections, header_timeout, request_timeout, idle_timeout };
 }
 
 function sleep(ms: number): Promise<void> {

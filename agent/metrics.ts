@@ -8,6 +8,9 @@ const DROP_REASONS = {
   disk: ['volume_full'],
 } as const;
 
+/** Why the HTTP server closed a connection itself (agent/server.ts). */
+export const SERVER_CLOSE_REASONS = ['max_connections', 'timeout', 'bad_request', 'request_body'] as const;
+
 const STATE_KINDS = new Set(['checkpoints', 'buffers', 'dead_letter']);
 
 /** Bytes of the files under `dir`, by its top-level folder (a few dozen files: cheap at scrape time). */
@@ -154,6 +157,12 @@ export class SelfMetrics {
   );
   readonly throttleKeys = this.gauge('telemetry_agent_throttle_keys', 'Keys a throttle holds a budget for (at most its max_keys).', ['transform']);
   readonly configReloads = this.counter('telemetry_agent_config_reloads_total', 'Config reloads, by result.', ['result']);
+  readonly serverConnections = this.gauge('telemetry_agent_server_connections', 'Connections open to the agent\'s HTTP server (/metrics, probes, tap, status).', []);
+  readonly serverConnectionsClosed = this.counter(
+    'telemetry_agent_server_connections_closed_total',
+    'Connections the HTTP server closed to stay bounded: max_connections reached (the longest idle closed, or the new one when all are busy), headers or request not complete in time, a request with a body.',
+    ['reason'],
+  );
   readonly leader = this.gauge('telemetry_agent_leader', '1 on the agent that leads cluster-scoped work.', []);
   readonly buildInfo = this.gauge('telemetry_agent_build_info', 'Always 1; labels carry the version.', ['version', 'node_version']);
 
@@ -181,6 +190,7 @@ export class SelfMetrics {
     this.leader.set(0);
     this.configReloads.inc({ result: 'success' }, 0);
     this.configReloads.inc({ result: 'failure' }, 0);
+    for (const reason of SERVER_CLOSE_REASONS) this.serverConnectionsClosed.inc({ reason }, 0);
   }
 
   /**

@@ -3,12 +3,12 @@
  * of its counters reaches a target (polling /metrics), reads its CPU time and peak RSS from /proc
  * while it is still alive, then sends SIGTERM and expects exit 0.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { agentNodeFlags } from '../agent/runtime_flags.ts';
-import { TailBuffer, describeExit, procStats, waitForExit, type ExitInfo, type Measurement } from './measure.ts';
+import { TailBuffer, describeExit, procStats, waitForExit, type ExitInfo, type Measurement, type ProcStats } from './measure.ts';
 
 export interface AgentRunOptions {
   name: string;
@@ -149,4 +149,88 @@ export async function runAgent(o: AgentRunOptions): Promise<Measurement> {
     cpuSeconds: stats!.cpuSeconds,
     peakRssBytes: stats!.peakRssBytes,
   };
+}
+
+/** The agent as a child: spawned, its /metrics read, its /proc read, stopped. */
+export class AgentChild {
+  readonly child: ChildProcess;
+  readonly logPath: string;
+  private readonly url: string;
+  private readonly tail = new TailBuffer();
+  private readonly logFd: number;
+  exited: ExitInfo | undefined;
+  private readonly exit: Promise<ExitInfo>;
+
+  constructor(repoRoot: string, workDir: string, listen: string, config: Record<string, unknown>) {
+    fs.mkdirSync(workDir, { recursive: true });
+    const configPath = join(workDir, 'agent.yaml');
+    fs.writeFileSync(configPath, stringify(config));
+    this.logPath = join(workDir, 'agent.log');
+    this.logFd = fs.openSync(this.logPath, 'w');
+    this.url = `http://${listen}/metrics`;
+    this.child = spawn(process.execPath, [...agentNodeFlags(), join(repoRoot, 'agent/cli.ts'), 'run', '--config', configPath], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    const onData = (b: Buffer) => {
+      this.tail.push(b);
+      fs.writeSync(this.logFd, b);
+    };
+    this.child.stdout!.on('data', onData);
+    this.child.stderr!.on('data', onData);
+    this.exit = waitForExit(this.child).then((e) => (this.exited = e));
+  }
+
+  error(why: string): Error {
+    const output = this.tail.text();
+    return new Error(`${why}${output ? `\n--- agent output (last lines, full log in ${this.logPath}) ---\n${output}` : ''}`);
+  }
+
+  alive(): void {
+    if (this.exited) throw this.error(`agent ${describeExit(this.exited)} unexpectedly`);
+  }
+
+  stats(): ProcStats {
+    this.alive();
+    return procStats(this.child.pid!);
+  }
+
+  async metrics(): Promise<string | undefined> {
+    try {
+      const res = await fetch(this.url, { signal: AbortSignal.timeout(2000) });
+      return res.ok ? await res.text() : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async waitForMetrics(timeoutMs: number): Promise<void> {
+    const start = performance.now();
+    while ((await this.metrics()) === undefined) {
+      this.alive();
+      if (performance.now() - start > timeoutMs) throw this.error(`${this.url} did not answer within ${timeoutMs / 1000} s`);
+      await sleep(200);
+    }
+  }
+
+  /** SIGTERM, then SIGKILL after `timeoutMs`; throws unless it exits 0. */
+  async stop(timeoutMs = 60_000): Promise<void> {
+    if (!this.exited) {
+      this.child.kill('SIGTERM');
+      const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
+      await this.exit;
+      clearTimeout(timer);
+    }
+    fs.closeSync(this.logFd);
+    if (this.exited!.code !== 0) throw this.error(`agent ${describeExit(this.exited!)} after SIGTERM (expected exit 0)`);
+  }
+
+  async kill(): Promise<void> {
+    if (!this.exited) {
+      this.child.kill('SIGKILL');
+      await this.exit;
+    }
+    try {
+      fs.closeSync(this.logFd);
+    } catch {
+      // closed by stop()
+    }
+  }
 }

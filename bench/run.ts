@@ -19,12 +19,13 @@ import { multilineCost } from './scenarios/multiline.ts';
 import { outputDown } from './scenarios/output_down.ts';
 import { outputsBench } from './scenarios/outputs.ts';
 import { podStartupTracking } from './scenarios/pod_startup_tracking.ts';
+import { slowloris } from './scenarios/slowloris.ts';
 import { startup } from './scenarios/startup.ts';
 import { tailCheck } from './scenarios/tail_check.ts';
 import { transformsBench } from './scenarios/transforms.ts';
 
 /** Add new benchmarks here. */
-const SCENARIOS: Scenario[] = [criThroughput, multilineCost, enrichParse, kubeApiLoad, eventCounting, podStartupTracking, outputsBench, outputDown, transformsBench, startup, tailCheck];
+const SCENARIOS: Scenario[] = [criThroughput, multilineCost, enrichParse, kubeApiLoad, eventCounting, podStartupTracking, outputsBench, outputDown, transformsBench, startup, tailCheck, slowloris];
 
 async function main(): Promise<number> {
   const args = process.argv.slice(2);

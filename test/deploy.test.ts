@@ -28,6 +28,7 @@ import {
   type IRole,
   type IRoleBinding,
 } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
+import { NetworkPolicy, type INetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { parseConfig } from '../agent/config/load.ts';
 import type { AgentConfig } from '../agent/config/schema.ts';
 import { agentNodeFlags } from '../agent/runtime_flags.ts';
@@ -71,6 +72,7 @@ const MODELS: Record<string, ModelClass> = {
   'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding,
   'rbac.authorization.k8s.io/v1/Role': Role,
   'rbac.authorization.k8s.io/v1/RoleBinding': RoleBinding,
+  'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy,
 };
 
 const builds = new Map<string, K8sObject[]>();
@@ -382,6 +384,27 @@ describe('deploy/ manifests', () => {
           ['POD_NAMESPACE', 'metadata.namespace'],
         ]),
       );
+    });
+  });
+
+  describe.skipIf(skipBuilds)('kubectl kustomize deploy/network-policy', () => {
+    it('lets only Prometheus reach the agents\' port: every agent pod selected, ingress on the metrics port from Prometheus pods only', () => {
+      const objects = build('network-policy');
+      expect(objects.map((o) => `${o.kind} ${o.metadata.namespace}/${o.metadata.name}`)).toEqual([`NetworkPolicy ${NAMESPACE}/telemetry-agent-metrics`]);
+      const np = objects[0] as unknown as INetworkPolicy;
+      expect(() => new NetworkPolicy(np as never).validate()).not.toThrow();
+      const ds = find<IDaemonSet>(build('.'), 'DaemonSet', 'telemetry-agent');
+      const dep = parseYaml(readFileSync(join(DEPLOY, 'overlays/cluster-events/deployment.yaml'), 'utf8')) as IDeployment;
+      for (const w of [ds, dep]) expect(podOf(w).labels, 'the policy selects the agent pods').toMatchObject(np.spec!.podSelector!.matchLabels!);
+      expect(np.spec!.policyTypes).toEqual(['Ingress']);
+      expect(np.spec!.ingress).toHaveLength(1);
+      const rule = np.spec!.ingress![0]!;
+      // One peer with both selectors: Prometheus pods in the monitoring namespace (not any pod there, not Prometheus anywhere).
+      expect(rule.from).toEqual([
+        { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } }, podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } } },
+      ]);
+      const port = podOf(ds).spec.containers[0]!.ports!.find((p) => p.name === 'metrics')!;
+      expect(rule.ports).toEqual([{ protocol: 'TCP', port: port.name }]);
     });
   });
 

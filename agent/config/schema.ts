@@ -32,6 +32,18 @@ export const configSchema = z
           .string()
           .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'expected host:port, like 0.0.0.0:9464')
           .default('0.0.0.0:9464'),
+        /**
+         * Connections held at once. At the cap a new connection closes the longest-idle one (a
+         * keep-alive, or a client still sending its headers), so probes and scrapes always get in
+         * and memory stays flat whatever a neighbour opens.
+         */
+        max_connections: z.number().int().min(16).max(65_536).default(256),
+        /** A request's headers must arrive within this: a client that trickles them (slowloris) is cut off. */
+        header_timeout: duration('10s').pipe(z.number().min(1000, { error: 'expected at least 1s' })).default(10_000),
+        /** A whole request (headers and any body) must arrive within this; at least header_timeout. */
+        request_timeout: duration('30s').pipe(z.number().min(1000, { error: 'expected at least 1s' })).default(30_000),
+        /** A keep-alive connection with no request in flight is closed after this. */
+        idle_timeout: duration('5s').pipe(z.number().min(1000, { error: 'expected at least 1s' })).default(5_000),
         /** `/status`: the pipeline graph, latest spans and a live tap, for a person with a browser. */
         status_page: z.boolean().default(false),
         tap: z
@@ -68,6 +80,8 @@ export const configSchema = z
       }
     }
     if (Object.keys(cfg.sources).length === 0) ctx.addIssue({ code: 'custom', path: ['sources'], message: 'at least one source is needed' });
+    if (cfg.server.request_timeout < cfg.server.header_timeout)
+      ctx.addIssue({ code: 'custom', path: ['server', 'request_timeout'], message: 'request_timeout must be at least header_timeout (the headers are part of the request)' });
   });
 
 export type AgentConfig = z.infer<typeof configSchema>;

@@ -96,7 +96,13 @@ export async function checkTarget(config: AgentConfig, opts: CheckOptions): Prom
   const tick = (what: string) => count.set(what, (count.get(what) ?? 0) + 1);
 
   const parts: [prefix: string, needs: TargetNeeds][] = [
-    ['', { writes: [{ key: 'data_dir', path: config.data_dir, kind: 'folder' }] }],
+    [
+      '',
+      {
+        writes: [{ key: 'data_dir', path: config.data_dir, kind: 'folder' }],
+        files: config.server.tap.token_file ? [{ key: 'server.tap.token_file', path: config.server.tap.token_file }] : [],
+      },
+    ],
     ...Object.entries(config.outputs).map(([name, c]): [string, TargetNeeds] => [`outputs.${name}.`, needsOfOutput(c)]),
     ...Object.entries(config.sources).map(([name, c]): [string, TargetNeeds] => [`sources.${name}.`, needsOfSource(c)]),
   ];
