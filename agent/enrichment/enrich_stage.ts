@@ -41,7 +41,8 @@ interface Held {
   weight: number;
   onAccepted: () => void;
   pace: ReadPace | undefined;
-  deadline: number;
+  /** When it arrived: it waits `wait_for_pod` from then, or from the first LIST if that went out later. */
+  arrivedAt: number;
   resources: Set<Attributes>;
 }
 
@@ -73,7 +74,7 @@ export class EnrichStage implements Emitter {
     const weight = bytes > 0 ? bytes : records.reduce((n, r) => n + (typeof r.body === 'string' ? r.body.length : 64), 0);
     const resources = new Set<Attributes>();
     for (const r of records) resources.add(r.resource);
-    this.held.push({ records, bytes, weight, onAccepted, pace, deadline: Date.now() + this.o.metadata.wait_for_pod, resources });
+    this.held.push({ records, bytes, weight, onAccepted, pace, arrivedAt: Date.now(), resources });
     this.heldWeight += weight;
     this.timer ??= setInterval(() => this.release(false), CHECK_MS).unref();
     let last: Promise<void> = Promise.resolve();
@@ -98,10 +99,11 @@ export class EnrichStage implements Emitter {
     const changed = cache !== undefined && cache.version !== this.seenVersion;
     if (cache) this.seenVersion = cache.version;
     const blocked = new Set<Attributes>();
+    const askedAt = this.o.pods?.askedAt ?? Infinity;
     for (let i = 0; i < this.held.length; ) {
       const h = this.held[i]!;
       const free = ![...h.resources].some((r) => blocked.has(r));
-      const due = all || !mayWait || now >= h.deadline || (changed && this.allKnown(h.records));
+      const due = all || !mayWait || now >= Math.max(h.arrivedAt, askedAt) + this.o.metadata.wait_for_pod || (changed && this.allKnown(h.records));
       if (free && due) {
         this.held.splice(i, 1);
         this.heldWeight -= h.weight;
@@ -126,18 +128,20 @@ export class EnrichStage implements Emitter {
 
   /**
    * Unknown pods are worth waiting for while the API answers (or did, less than `wait_for_pod` ago:
-   * a watch reconnecting is routine) or while the first LIST is younger than `wait_for_pod`.
+   * a watch reconnecting is routine), while the first LIST has been out for less than `wait_for_pod`,
+   * and while that LIST has not even gone out (the client loading, the connection resolving: the
+   * agent's own start-up, seconds on a busy node, is not the API being slow). Held bytes stay bounded
+   * by `wait_max_bytes` meanwhile.
    */
   private mayWait(): boolean {
     const pods = this.o.pods;
     if (!pods || this.o.metadata.wait_for_pod <= 0) return false;
-    const young = Date.now() - pods.startedAt < this.o.metadata.wait_for_pod;
-    if (pods.state === 'resolving') return young;
+    if (pods.state === 'resolving') return true;
     if (pods.state !== 'running') return false;
     const cache = pods.cache!;
     const now = Date.now();
     if (cache.connected) this.lastConnected = now;
-    return cache.synced ? now - this.lastConnected < this.o.metadata.wait_for_pod : young;
+    return cache.synced ? now - this.lastConnected < this.o.metadata.wait_for_pod : now - (pods.askedAt ?? now) < this.o.metadata.wait_for_pod;
   }
 
   private unknownReason(): UnenrichedReason {

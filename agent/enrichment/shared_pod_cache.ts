@@ -25,8 +25,12 @@ export interface SharedPodCacheOptions {
 export class SharedPodCache {
   state: PodCacheState = 'idle';
   cache: PodCache | undefined;
-  /** When `acquire` first ran: records wait at most `wait_for_pod` after it for the first LIST. */
-  startedAt = 0;
+  /**
+   * When the first LIST of this node's pods went out (undefined while the client is still loading and
+   * the connection resolving, which on a busy node takes seconds): records wait at most `wait_for_pod`
+   * after it for that LIST, so the wait measures the API, not the agent's own start-up.
+   */
+  askedAt: number | undefined;
   private readonly o: SharedPodCacheOptions;
   private stopped = false;
 
@@ -36,7 +40,6 @@ export class SharedPodCache {
 
   acquire(): void {
     if (this.state !== 'idle' || this.stopped) return;
-    this.startedAt = Date.now();
     if (!this.o.kube.enabled) {
       this.state = 'off';
       return;
@@ -61,6 +64,7 @@ export class SharedPodCache {
           this.o.metrics,
         );
         this.cache.start();
+        this.askedAt = Date.now();
         this.state = 'running';
       },
       (err: Error) => {

@@ -1,6 +1,7 @@
 import { describe } from 'vitest';
 import { countingScenarios } from './counting.ts';
 import { deployChecks } from './deploy_checks.ts';
+import { enrichmentScenarios } from './enrichment.ts';
 import { killAndFailoverScenarios } from './scenarios.ts';
 import { suiteControlPlane } from './suite.ts';
 
@@ -15,4 +16,5 @@ describe.skipIf(!plane.available)('against a real Kubernetes control plane (v1.2
   deployChecks(plane);
   countingScenarios(plane);
   killAndFailoverScenarios(plane);
+  enrichmentScenarios(plane);
 });
