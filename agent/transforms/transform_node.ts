@@ -141,4 +141,3 @@ function estimateBytes(records: readonly LogRecord[]): number {
   return n;
 }
 
-export { RESOLVED };
