@@ -176,7 +176,9 @@ export class ContainerLogsSource implements Source {
   }
 
   async close(): Promise<void> {
-    this.saveCheckpoint(true, true);
+    // Stopped during the first scan: nothing was read, and a checkpoint of the files scanned so far
+    // would forget the others' offsets. The one on disk stays.
+    if (this.firstScan === undefined) this.saveCheckpoint(true, true);
     for (const file of this.files.values()) file.close();
     this.ctx.metrics.openFiles.set(this.labels, 0);
   }
