@@ -164,6 +164,11 @@ export class SelfMetrics {
     ['reason'],
   );
   readonly leader = this.gauge('telemetry_agent_leader', '1 on the agent that leads cluster-scoped work.', []);
+  readonly leaderCandidate = this.gauge(
+    'telemetry_agent_leader_candidate',
+    '1 on an agent that runs a kubernetes_events source: it competes for (or, without leader election, does) cluster-scoped work.',
+    [],
+  );
   readonly buildInfo = this.gauge('telemetry_agent_build_info', 'Always 1; labels carry the version.', ['version', 'node_version']);
 
   /** Filled at scrape time: what the agent's own state takes on disk (see trackDataDir). */
@@ -188,6 +193,7 @@ export class SelfMetrics {
     }
     this.buildInfo.set({ version, node_version: process.version }, 1);
     this.leader.set(0);
+    this.leaderCandidate.set(0);
     this.configReloads.inc({ result: 'success' }, 0);
     this.configReloads.inc({ result: 'failure' }, 0);
     for (const reason of SERVER_CLOSE_REASONS) this.serverConnectionsClosed.inc({ reason }, 0);

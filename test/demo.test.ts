@@ -63,11 +63,11 @@ describe('demo (npm start)', () => {
       expect(v('k8s_deployment_rollouts_total', { namespace: 'shop', result: 'complete' })).toBe(2);
       expect(v('k8s_deployment_rollouts_total', { namespace: 'shop', result: 'superseded' })).toBe(1);
       expect(v('k8s_deployment_rollout_duration_seconds_sum', { result: 'complete' })).toBe(6 + 2);
-      expect(v('k8s_pod_startup_duration_seconds_count', { owner_kind: 'Deployment' })).toBe(1);
-      expect(v('k8s_pod_startup_duration_seconds_sum', { owner_kind: 'Deployment' })).toBe(5);
+      expect(v('k8s_pod_startup_duration_seconds_count', { owner_kind: 'Deployment' })).toBe(2);
+      expect(v('k8s_pod_startup_duration_seconds_sum', { owner_kind: 'Deployment' })).toBe(5 + 3);
       expect(v('k8s_pod_startup_failures_total', { owner_kind: 'Deployment', reason: 'ImagePull' })).toBe(1);
-      expect(v('k8s_pvc_provisioning_duration_seconds_count', { storage_class: 'gp3' })).toBe(1);
-      expect(v('k8s_pvc_provisioning_duration_seconds_sum', { storage_class: 'gp3' })).toBe(4);
+      expect(v('k8s_pvc_provisioning_duration_seconds_count', { storage_class: 'gp3' })).toBe(2);
+      expect(v('k8s_pvc_provisioning_duration_seconds_sum', { storage_class: 'gp3' })).toBe(4 + 3);
       expect(v('k8s_pvc_provisioning_failures_total')).toBe(3);
       expect(v('k8s_node_not_ready_duration_seconds_count')).toBe(1);
       expect(v('k8s_node_not_ready_duration_seconds_sum')).toBe(10);
@@ -132,10 +132,10 @@ describe('demo (npm start)', () => {
       expect(rollouts.sort()).toEqual([['2', 'complete'], ['3', 'superseded'], ['4', 'complete']]);
       expect(named('replicaset.scale').length).toBeGreaterThan(0);
       const startups = named('pod.startup').map((s) => [s.attributes['k8s.pod.name'], s.status.code]);
-      expect(startups.sort()).toEqual([['checkout-5d6c7b8a9-q2w3e', 2], ['checkout-7f8d9c6b5-n4x8w', 1]]);
+      expect(startups.sort()).toEqual([['checkout-5d6c7b8a9-q2w3e', 2], ['checkout-7f8d9c6b5-n4x8w', 1], ['checkout-7f8d9c6b5-z9v2m', 1]]);
       expect(named('container.image_pull').map((s) => [s.attributes['k8s.pod.name'], s.status.code]).sort()).toEqual([['checkout-5d6c7b8a9-q2w3e', 2], ['checkout-7f8d9c6b5-n4x8w', 1]]);
       const claims = named('pvc.provision').map((s) => [s.attributes['k8s.persistentvolumeclaim.name'], s.status.code]);
-      expect(claims.sort()).toEqual([['data-postgres-0', 1], ['scratch-postgres-0', 2]]);
+      expect(claims.sort()).toEqual([['data-postgres-0', 1], ['scratch-postgres-0', 2], ['wal-postgres-0', 1]]);
       const node = named('node.not_ready');
       expect(node.map((s) => s.attributes['k8s.node.name'])).toEqual(['demo-node-2']);
       expect(named('pod.eviction').map((s) => s.parentSpanId)).toEqual([node[0]!.spanId, node[0]!.spanId, node[0]!.spanId]);

@@ -55,10 +55,11 @@ describe('status page', () => {
 
       // The graph: every component, sources on the left, outputs on the right, edges between them.
       const node = (id: string) => page.locator(`g.node[data-component="${id}"]`);
-      for (const id of ['source:containers', 'source:cluster', 'output:receiver', 'output:archive']) await expect.poll(() => node(id).count()).toBe(1);
+      for (const id of ['source:containers', 'source:cluster', 'transform:scrub', 'output:receiver', 'output:archive']) await expect.poll(() => node(id).count()).toBe(1);
       const x = async (id: string) => (await node(id).boundingBox())!.x;
-      expect(await x('source:containers')).toBeLessThan(await x('output:receiver'));
-      expect(await page.locator('path.edge').count()).toBe(4);
+      expect(await x('source:containers')).toBeLessThan(await x('transform:scrub'));
+      expect(await x('transform:scrub')).toBeLessThan(await x('output:receiver'));
+      expect(await page.locator('path.edge').count()).toBe(5);
       // Live rates once two snapshots are in; the disk buffer's fill and the source's tail lag.
       await expect.poll(async () => Number(/^([\d.]+)k?\/s/.exec((await node('source:containers').locator('text.rate').textContent()) ?? '')?.[1] ?? 0), { timeout: 15_000 }).toBeGreaterThan(0);
       expect(await node('output:receiver').textContent()).toMatch(/disk buffer [\d.]+% · [\d,]+ rec · oldest/);

@@ -11,6 +11,8 @@ import { makeEvent, type FakeKubeApiServer, type FakeObject } from './kube_api_s
  *   +20 s  two claims: db/data-postgres-0 is provisioned in 4 s; db/scratch-postgres-0 fails (quota)
  *          and is given up at the provisioning timeout
  *   +26 s  node demo-node-2 stops reporting: NotReady, its three pods evicted at +31 s, Ready at +36 s
+ *   +30 s  checkout scaled to 2: a second pod starts on this node (image already present), Ready at +33 s
+ *   +32 s  a third claim, db/wal-postgres-0, provisioned in 3 s
  *
  * Times in objects are whole seconds (metav1.Time), so the durations the agent measures are exact.
  */
@@ -31,8 +33,11 @@ const RS2 = { name: 'checkout-7f8d9c6b5', uid: '1c8f5d2b-3e4a-4b6c-9d7e-8f9a0b1c
 const RS3 = { name: 'checkout-5d6c7b8a9', uid: '2d9a6e3c-4f5b-4c7d-8e9f-9a0b1c2d3e43' };
 const POD2 = { name: 'checkout-7f8d9c6b5-n4x8w', uid: '3e0b7f4d-5a6c-4d8e-9f0a-0b1c2d3e4f54' };
 const POD3 = { name: 'checkout-5d6c7b8a9-q2w3e', uid: '4f1c8a5e-6b7d-4e9f-8a1b-1c2d3e4f5a65' };
+const POD4 = { name: 'checkout-7f8d9c6b5-z9v2m', uid: '5a2d9b6f-7c8e-4f0a-8b2c-2d3e4f5a6b7c' };
 const GOOD_PVC = { namespace: 'db', name: 'data-postgres-0', uid: '6a2d9b6f-7c8e-4f0a-9b2c-2d3e4f5a6b76' };
 const BAD_PVC = { namespace: 'db', name: 'scratch-postgres-0', uid: '7b3e0c7a-8d9f-4a1b-8c3d-3e4f5a6b7c87' };
+const WAL_PVC = { namespace: 'db', name: 'wal-postgres-0', uid: '0e5b2f8c-1a3d-4c6e-9f7a-8b9c0d1e2f3a' };
+const WAL_PV = { name: 'pvc-0e5b2f8c-1a3d-4c6e-9f7a-8b9c0d1e2f3a', uid: '1f6c3a9d-2b4e-4d7f-8a8b-9c0d1e2f3a4b' };
 const PV = { name: 'pvc-6a2d9b6f-7c8e-4f0a-9b2c-2d3e4f5a6b76', uid: '8c4f1d8b-9e0a-4b2c-9d4e-4f5a6b7c8d98' };
 const NODE2 = { name: 'demo-node-2', uid: '9d5a2e9c-0f1b-4c3d-8e5f-5a6b7c8d9ea9' };
 const NODE2_PODS = ['search-6d8f7c9b5-h7j2k', 'search-6d8f7c9b5-p3q8r', 'cart-5c7b9d8f6-w2e4t'];
@@ -95,6 +100,7 @@ export class ClusterStory {
     const long = this.startMs - 3600_000;
     const pod2 = (t: PodTimes) => startupPod({ ...POD2, namespace: 'shop', nodeName: this.nodeName, rs: RS2, t });
     const pod3 = (t: PodTimes) => startupPod({ ...POD3, namespace: 'shop', nodeName: this.nodeName, rs: RS3, t });
+    const pod4 = (t: PodTimes) => startupPod({ ...POD4, namespace: 'shop', nodeName: this.nodeName, rs: RS2, t });
     const kubelet = (pod: { name: string; uid: string }, reason: string, message: string, at: number, type = 'Normal') =>
       this.event({ kind: 'Pod', namespace: 'shop', name: pod.name, uid: pod.uid, fieldPath: 'spec.containers{checkout}' }, reason, message, 'kubelet', at, type);
     const scaling = (message: string, at: number) => this.event({ kind: 'Deployment', namespace: 'shop', name: 'checkout', uid: CHECKOUT.uid }, 'ScalingReplicaSet', message, 'deployment-controller', at);
@@ -238,6 +244,52 @@ export class ClusterStory {
           for (const name of NODE2_PODS) {
             this.event({ kind: 'Pod', namespace: 'shop', name, uid: '' }, 'TaintManagerEviction', `Marking for deletion Pod shop/${name}`, 'taint-eviction-controller', T(31));
           }
+        },
+      },
+      {
+        at: 30,
+        say: 'scale     kubectl scale deployment checkout --replicas=2: a second pod on this node, its image already present',
+        run: () => {
+          rs(RS2, 4, T(0), 2, 1, [2]);
+          this.put('deployments', this.dep(4, 2, { replicas: 2, updated: 2, available: 1, progressing: { reason: 'NewReplicaSetAvailable', at: T(18), since: long } }));
+          scaling(`Scaled up replica set ${RS2.name} from 1 to 2`, T(30));
+          this.put('pods', pod4({ created: T(30) }));
+        },
+      },
+      {
+        at: 31,
+        run: () => {
+          this.put('pods', pod4({ created: T(30), scheduled: T(31), readyToStart: T(31) }));
+          this.event({ kind: 'Pod', namespace: 'shop', name: POD4.name, uid: POD4.uid }, 'Scheduled', `Successfully assigned shop/${POD4.name} to ${this.nodeName}`, 'default-scheduler', T(31));
+          kubelet(POD4, 'Pulled', `Container image "${image2}" already present on machine`, T(31));
+          kubelet(POD4, 'Created', 'Created container: checkout', T(31));
+        },
+      },
+      {
+        at: 32,
+        run: () => {
+          kubelet(POD4, 'Started', 'Started container checkout', T(32));
+          this.put('pods', pod4({ created: T(30), scheduled: T(31), readyToStart: T(31), started: T(32) }));
+          this.put('persistentvolumeclaims', claim({ ...WAL_PVC, storageClass: 'gp3', provisioner: EBS, created: T(32), phase: 'Pending' }));
+          pvcEvent(WAL_PVC, 'Provisioning', `External provisioner is provisioning volume for claim "db/${WAL_PVC.name}"`, `${EBS}_ebs-csi-controller-0_1f2e`, T(32));
+        },
+      },
+      {
+        at: 33,
+        say: `pod       shop/${POD4.name} Ready 3 s after it was created`,
+        run: () => {
+          this.put('pods', pod4({ created: T(30), scheduled: T(31), readyToStart: T(31), started: T(32), ready: T(33) }));
+          rs(RS2, 4, T(0), 2, 2, [2]);
+          this.put('deployments', this.dep(4, 2, { replicas: 2, updated: 2, available: 2, progressing: { reason: 'NewReplicaSetAvailable', at: T(33), since: long } }));
+        },
+      },
+      {
+        at: 35,
+        say: 'storage   db/wal-postgres-0 Bound 3 s after it was created',
+        run: () => {
+          pvcEvent(WAL_PVC, 'ProvisioningSucceeded', `Successfully provisioned volume ${WAL_PV.name}`, `${EBS}_ebs-csi-controller-0_1f2e`, T(34));
+          this.put('persistentvolumes', volume({ ...WAL_PV, driver: EBS, created: T(34), claim: WAL_PVC, storageClass: 'gp3', boundAt: T(35) }));
+          this.put('persistentvolumeclaims', claim({ ...WAL_PVC, storageClass: 'gp3', provisioner: EBS, created: T(32), phase: 'Bound', volumeName: WAL_PV.name }));
         },
       },
       {

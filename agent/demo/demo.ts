@@ -87,7 +87,6 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   const sim = new NodeSimulator({ root, clock: 'wall', seed: Date.now() % 100_000 });
   const story = new ClusterStory(api, NODE, (_at, text) => say(text));
   story.seed(Date.now());
-  sim.demoTick(); // the demo pods, and their first lines
   const loadgen = sim.createPod({ namespace: EXCLUDED_POD.namespace, name: EXCLUDED_POD.name, containers: [EXCLUDED_POD.container] }).containers[0]!;
   const pods = new NodePods(api, sim, NODE);
   pods.sync();
@@ -99,7 +98,9 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   process.env.OTEL_BSP_SCHEDULE_DELAY ??= '1000';
 
   const journal = journalPlan();
-  const inputs = ['containers', 'cluster', ...(journal.dirs ? ['journal'] : [])];
+  // Logs pass a redact transform (credentials and e-mail addresses out); cluster events go straight on.
+  const logInputs = ['containers', ...(journal.dirs ? ['journal'] : [])];
+  const inputs = ['scrub', 'cluster'];
   const archive = join(record ?? root, 'archive.ndjson');
   const config = parseConfig(
     `
@@ -129,7 +130,11 @@ sources:
       cluster_name: demo
       pvc_provisioning_timeout: 15s
       pod_startup_timeout: 25s
-${journal.dirs ? `  journal:\n    type: journald\n    directories: ${JSON.stringify(journal.dirs)}\n    read_from: end\n` : ''}outputs:
+${journal.dirs ? `  journal:\n    type: journald\n    directories: ${JSON.stringify(journal.dirs)}\n    read_from: end\n` : ''}transforms:
+  scrub:
+    type: redact
+    inputs: ${JSON.stringify(logInputs)}
+outputs:
   receiver:
     type: otlp
     inputs: ${JSON.stringify(inputs)}
@@ -193,6 +198,9 @@ ${opts.records ? `  console:\n    type: stdout\n    inputs: ${JSON.stringify(inp
   };
 
   const afterStart = () => {
+    // The pods start once the agent runs (on a node the pods were there before the agent; here its
+    // first read would race its first LIST of them, which is not what the demo is about).
+    tick();
     const base = `http://${agent.address!.address}:${agent.address!.port}`;
     out('kube-telemetry-agent demo: the whole mission on this machine, no cluster (Ctrl-C stops everything; npm start -- --help says more)');
     out(`  node      ${NODE}: ${sim.listPods().length} pods writing container logs under ${root}/var/log`);

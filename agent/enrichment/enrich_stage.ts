@@ -64,6 +64,9 @@ export class EnrichStage implements Emitter {
     options.pods?.acquire();
     // Present at 0, so an alert on increase() sees the first unparseable line (annotations may pick other parsers, counted when they do).
     if (options.parser.parse) options.metrics.parseErrors.inc({ source: options.source, parser: options.parser.name }, 0);
+    if (options.pods) {
+      for (const reason of ['api_unavailable', 'pod_unknown', 'owner_unknown', 'wait_buffer_full']) options.metrics.unenrichedRecords.inc({ source: options.source, reason }, 0);
+    }
   }
 
   emit(records: LogRecord[], bytes: number, onAccepted: () => void, pace?: ReadPace): Promise<void> {

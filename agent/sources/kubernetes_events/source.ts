@@ -151,6 +151,8 @@ export class KubernetesEventsSource implements Source {
   }
 
   async start(): Promise<void> {
+    // A candidate for cluster-scoped work from now on, whether or not it ever gets the Lease (or the API).
+    this.ctx.metrics.leaderCandidate.set(1);
     const saved = loadCheckpoint(this.checkpointPath);
     if (saved.status === 'unreadable') {
       // unreadable state: start as on a first run (seed, count nothing old) rather than not at all
@@ -240,6 +242,7 @@ export class KubernetesEventsSource implements Source {
   }
 
   async close(): Promise<void> {
+    this.ctx.metrics.leaderCandidate.set(0);
     clearInterval(this.timer);
     this.commitToCheckpoint(true);
     await this.signals.close(); // flushes the spans that ended
