@@ -239,6 +239,28 @@ describe('ListWatch: ends, bookmarks and 410', () => {
     });
   }
 
+  it('a watch that answers 410 every time, right after each LIST (issue 11): one warning, relists with backoff, resync() lists at once for a reader missing an object', async () => {
+    const s = await setup({}, { backoff: { initialMs: 400, maxMs: 400 } });
+    s.fake.failNext(1000, { kind: 'status', status: 410, reason: 'Expired', message: 'too old resource version' }, { verb: 'watch' });
+    s.fake.create('pods', pod('a'));
+    await waitFor('three LISTs', () => s.fake.count({ verb: 'list' }) >= 3, 10_000, 10);
+    expect(s.watch.synced && s.watch.connected).toBe(true);
+    expect(s.watch.watching).toBe(false);
+    expect(s.logs.filter((l) => l.includes('WARN'))).toHaveLength(1);
+    expect(s.logs.find((l) => l.includes('WARN'))).toMatch(/the watch answers 410 Gone right after a LIST/);
+    // a pod appears; its reader asks for it: listed at once, not after the 400 ms backoff
+    s.fake.create('pods', pod('late'));
+    const lists = s.fake.count({ verb: 'list' });
+    const asked = Date.now();
+    await new Promise((r) => setTimeout(r, 60));
+    s.watch.resync(0);
+    await waitFor('the late pod listed', () => s.watch.get('shop/late') !== undefined, 5000, 5);
+    expect(Date.now() - asked).toBeLessThan(350);
+    expect(s.fake.count({ verb: 'list' })).toBe(lists + 1);
+    expect(await restarts(s.metrics, 'expired')).toBeGreaterThanOrEqual(3);
+    expect(s.logs.filter((l) => l.includes('WARN'))).toHaveLength(1);
+  });
+
   it('restarts a LIST whose continue token expired between pages', async () => {
     const s = await setup({}, {}, false);
     for (let i = 0; i < 1200; i++) s.fake.create('pods', pod(`p-${i}`));
@@ -296,7 +318,7 @@ describe('ListWatch: failures', () => {
     expect(s.watch.get('shop/x')).toBeDefined();
   });
 
-  it('a watch that hangs after its headers is ended by the idle timeout and reconnected', async () => {
+  it('a watch quiet after its headers (no events, no bookmarks) is resumed at the idle timeout as a routine end: counted closed, no warning (issue 10)', async () => {
     const s = await setup({}, { idleTimeoutMs: 300 });
     await watching(s);
     s.fake.failNext(1, { kind: 'hang' }, { verb: 'watch' });
@@ -305,7 +327,11 @@ describe('ListWatch: failures', () => {
     const hungAt = s.fake.requests.find((r) => r.fault === 'hang')!.at;
     await waitFor('reconnected', () => s.fake.activeWatches === 1 && watchRequests(s.fake).length === 3, 5000, 10);
     expect(lastWatch(s.fake).at - hungAt).toBeGreaterThanOrEqual(290);
-    expect(await restarts(s.metrics, 'idle_timeout')).toBe(1);
+    expect(await restarts(s.metrics, 'idle_timeout')).toBe(0);
+    expect(await restarts(s.metrics, 'closed')).toBeGreaterThanOrEqual(1);
+    // (the test's own breakWatches() is a warning; the quiet end is not)
+    expect(s.logs.filter((l) => l.includes('WARN') && /idle|no data/.test(l))).toEqual([]);
+    expect(s.logs.some((l) => l.includes('watch quiet for 300 ms'))).toBe(true);
     expect(s.fake.count({ verb: 'list' })).toBe(1);
     s.fake.create('pods', pod('after-hang'));
     await waitFor('event', () => s.watch.get('shop/after-hang'), 5000, 10);

@@ -117,6 +117,8 @@ export class EnrichStage implements Emitter {
       }
     }
     if (this.held.length === 0) this.stopTimer();
+    // pods the cache misses: without a working watch only a LIST brings them (rate-limited there)
+    else cache?.refresh();
   }
 
   private stopTimer(): void {

@@ -16,15 +16,20 @@ import { objectKey, type KubeList, type KubeObject, type Status, type WatchEvent
  *   `timeoutSeconds` jittered in 300-600 s; a clean end rewatches from the last resourceVersion seen
  *   (objects and bookmarks), so quiet periods do not make it relist.
  * - 410 Gone (HTTP status or ERROR event): relist and diff against the cache; keys that vanished are
- *   reported as deletes whose final state is unknown.
+ *   reported as deletes whose final state is unknown. A watch that answers 410 right after a fresh
+ *   LIST (a broken watch cache, a proxy in the way) is warned about once: the cache then lives on
+ *   LISTs, with backoff, and `resync()` lets a reader that misses an object ask for one sooner.
  * - 429: waits `Retry-After`; 504 "Too large resource version": retries after ~1 s, no relist; 401:
  *   asks the connection for fresh credentials; anything else (5xx, 403, network, a broken stream):
  *   backoff 800 ms doubling to 30 s, ±20 % jitter.
  * - A client-side idle timeout (no byte for `idleTimeoutMs`, also before the headers) replaces a
- *   total timeout: a silently dead connection is reconnected, a quiet healthy watch is not cut.
+ *   total timeout: a silently dead connection is reconnected. An open watch that went quiet that long
+ *   (a server that sends no bookmarks, a resource nobody changes: volumeattachments, nodes) cannot be
+ *   told from a dead one; it is resumed from its resourceVersion at once, as a routine end (`closed`,
+ *   logged at debug), not a failure.
  * - `managedFields` are dropped on receipt. Every restart is counted in
  *   `telemetry_agent_kube_watch_restarts_total{resource,reason}` (reason `closed` is the routine
- *   end at `timeoutSeconds`).
+ *   end: at `timeoutSeconds`, or an open watch quiet for `idleTimeoutMs`).
  *
  * Nothing here blocks a caller: `start()` returns at once, the cache is read synchronously.
  */
@@ -95,7 +100,8 @@ export interface ListWatchOptions<T extends KubeObject> {
 type Outcome =
   | { kind: 'listed' }
   | { kind: 'closed'; healthy: boolean }
-  | { kind: 'expired' }
+  /** `atOnce`: a watch that ended with 410 before delivering anything, right after a LIST. */
+  | { kind: 'expired'; atOnce?: boolean }
   | { kind: 'retry'; reason: RestartReason; message: string; delayMs?: number }
   | { kind: 'stopped' };
 
@@ -178,6 +184,17 @@ export class ListWatch<T extends KubeObject = KubeObject> {
 
   private store = new Map<string, T>();
   private rv: string | undefined;
+  /** A watch stream is open (headers received, not ended). */
+  private isWatching = false;
+  /** A LIST is wanted now (resync) instead of after the backoff in progress. */
+  private resyncWanted = false;
+  /** The loop waits to LIST again after a 410 (not after a failure: its backoff is honoured). */
+  private listPending = false;
+  /** The last request was a LIST: a 410 now means the watch fails at once. */
+  private justListed = false;
+  private lastListAt = 0;
+  /** The watch answered 410 at once after a LIST: warned once, until a watch delivers again. */
+  private goneAfterList = false;
   private isSynced = false;
   private isConnected = false;
   private stopped = false;
@@ -236,6 +253,22 @@ export class ListWatch<T extends KubeObject = KubeObject> {
     return this.isConnected;
   }
 
+  /** A watch stream is open: changes arrive as they happen. */
+  get watching(): boolean {
+    return this.isWatching;
+  }
+
+  /**
+   * While no watch is open (a backoff after failures, a watch that keeps answering 410): relist now
+   * rather than at the end of the backoff, at most once per `minIntervalMs`. A reader that finds an
+   * object missing calls it; with a watch open it does nothing (the watch brings the object).
+   */
+  resync(minIntervalMs: number): void {
+    if (this.isWatching || this.stopped || !this.listPending || Date.now() - this.lastListAt < minIntervalMs) return;
+    this.resyncWanted = true;
+    this.wake?.();
+  }
+
   /** The resourceVersion a resumed watch would start from. */
   get resourceVersion(): string | undefined {
     return this.rv;
@@ -291,9 +324,18 @@ export class ListWatch<T extends KubeObject = KubeObject> {
           break;
         case 'expired':
           this.count('expired');
-          this.o.log?.info(`kubernetes ${this.resource}: resourceVersion ${this.rv} expired (410), listing again`);
+          if (outcome.atOnce && !this.goneAfterList) {
+            this.goneAfterList = true;
+            this.o.log?.warn(
+              `kubernetes ${this.resource}: the watch answers 410 Gone right after a LIST (resourceVersion ${this.rv}); ` +
+                'listing again with backoff instead of watching until a watch works (counted in telemetry_agent_kube_watch_restarts_total{reason="expired"})',
+            );
+          } else {
+            this.o.log?.info(`kubernetes ${this.resource}: resourceVersion ${this.rv} expired (410), listing again`);
+          }
           needList = true;
           delay = this.failures++ === 0 ? 0 : this.backoff.next();
+          this.listPending = true;
           break;
         case 'retry':
           this.count(outcome.reason);
@@ -306,7 +348,9 @@ export class ListWatch<T extends KubeObject = KubeObject> {
           );
           break;
       }
-      if (delay > 0) await this.sleep(delay);
+      if (delay > 0 && !(this.listPending && this.resyncWanted)) await this.sleep(delay);
+      this.resyncWanted = false;
+      this.listPending = false;
     }
     this.isConnected = false;
   }
@@ -318,6 +362,7 @@ export class ListWatch<T extends KubeObject = KubeObject> {
 
   private healthy(): void {
     if (this.failures > 0) this.o.log?.info(`kubernetes ${this.resource}: watching again after ${this.failures} failed attempt(s)`);
+    this.goneAfterList = false;
     this.failures = 0;
     this.backoff.reset();
   }
@@ -327,6 +372,7 @@ export class ListWatch<T extends KubeObject = KubeObject> {
   }
 
   private sleep(ms: number): Promise<void> {
+    if (this.resyncWanted) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
@@ -349,6 +395,7 @@ export class ListWatch<T extends KubeObject = KubeObject> {
   // ---- LIST ----
 
   private async listAll(resourceVersion: string | undefined): Promise<Outcome> {
+    this.lastListAt = Date.now();
     const items = new Map<string, T>();
     let listRv: string | undefined;
     let cont: string | undefined;
@@ -382,6 +429,7 @@ export class ListWatch<T extends KubeObject = KubeObject> {
       if (!cont) break;
     }
     if (!listRv) return { kind: 'retry', reason: 'decode_error', message: 'LIST response without metadata.resourceVersion' };
+    this.justListed = true;
     this.replace(items, listRv);
     return { kind: 'listed' };
   }
@@ -457,16 +505,22 @@ export class ListWatch<T extends KubeObject = KubeObject> {
     const ex = this.begin();
     const started = Date.now();
     let events = 0;
+    const atOnce = this.justListed;
+    this.justListed = false;
     try {
       const res = await this.o.connection.request(url, { accept, signal: ex.ctl.signal });
-      if (res.statusCode !== 200) return this.httpFailure(res, await this.readBody(res, ex, ERROR_BODY_LIMIT));
+      if (res.statusCode !== 200) {
+        const failure = this.httpFailure(res, await this.readBody(res, ex, ERROR_BODY_LIMIT));
+        return failure.kind === 'expired' ? { kind: 'expired', atOnce } : failure;
+      }
       this.isConnected = true;
+      this.isWatching = true;
       const lines = new LineSplitter(this.o.maxEventBytes);
       for await (const chunk of res as AsyncIterable<Buffer>) {
         ex.touch();
         for (const line of lines.push(chunk)) {
           const stop = this.applyEvent(line);
-          if (stop) return stop;
+          if (stop) return stop.kind === 'expired' ? { kind: 'expired', atOnce: atOnce && events === 0 } : stop;
           if (++events === 1) this.healthy();
         }
       }
@@ -477,6 +531,7 @@ export class ListWatch<T extends KubeObject = KubeObject> {
       if (e instanceof LineTooLong) return { kind: 'retry', reason: 'decode_error', message: e.message };
       return this.thrown(e, ex);
     } finally {
+      this.isWatching = false;
       this.finish(ex);
     }
   }
@@ -588,6 +643,10 @@ export class ListWatch<T extends KubeObject = KubeObject> {
 
   private thrown(e: unknown, ex: Exchange): Outcome {
     if (this.stopped) return STOPPED;
+    if (ex.idle && this.isWatching) {
+      this.o.log?.debug(`kubernetes ${this.resource}: watch quiet for ${this.o.idleTimeoutMs} ms (no event, no bookmark), resuming at resourceVersion ${this.rv}`);
+      return { kind: 'closed', healthy: true };
+    }
     if (ex.idle) return { kind: 'retry', reason: 'idle_timeout', message: `no data for ${this.o.idleTimeoutMs} ms` };
     if (e instanceof KubeCredentialsError) return { kind: 'retry', reason: 'credentials', message: e.message };
     const err = e as NodeJS.ErrnoException;

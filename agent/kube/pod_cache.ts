@@ -156,6 +156,14 @@ export class PodCache {
     return this.pods.connected;
   }
 
+  /**
+   * A reader found no pod for a record: while no watch is open (a watch that keeps answering 410, a
+   * backoff) list again now rather than at the end of the backoff, at most once a second.
+   */
+  refresh(): void {
+    this.pods.resync(1000);
+  }
+
   async whenSynced(): Promise<void> {
     await Promise.all([this.pods.whenSynced(), this.namespaces?.whenSynced()]);
   }

@@ -9,6 +9,7 @@ import { CLI, freePort, NODE, waitFor } from '../helpers/child_agent.ts';
 import { sumMetric } from './agents.ts';
 import type { ControlPlane } from './control_plane.ts';
 import { FakeKubelet } from './fake_kubelet.ts';
+import { ApiProxy } from './api_proxy.ts';
 import { applyAgentRbac } from './scenario.ts';
 import { uniqueName, type SuiteControlPlane } from './suite.ts';
 import { createDeployment, waitRollout } from './workloads.ts';
@@ -54,19 +55,25 @@ async function nodeWithBacklog(cp: ControlPlane): Promise<NodeFixture> {
 }
 
 /** One start of the node agent over the tree, from an empty data_dir: resolves with what it wrote once the backlog is out. */
-async function startOnce(cp: ControlPlane, f: NodeFixture, run: number): Promise<{ records: OutRecord[]; metrics: string; stderr: string }> {
+async function startOnce(
+  cp: ControlPlane,
+  f: NodeFixture,
+  run: number,
+  o: { kubeconfig?: string; whileRunning?: (port: number) => Promise<void> } = {},
+): Promise<{ records: OutRecord[]; metrics: string; stderr: string }> {
   const port = await freePort();
   const dataDir = join(f.tree.root, `data-${run}`);
   const output = join(f.tree.root, 'out', `records-${run}.ndjson`);
-  let yaml = agentConfigYaml(f.tree, { listen: `127.0.0.1:${port}`, kubernetes: { mode: 'kubeconfig', kubeconfig: cp.nodeAgent.kubeconfig } });
+  let yaml = agentConfigYaml(f.tree, { listen: `127.0.0.1:${port}`, kubernetes: { mode: 'kubeconfig', kubeconfig: o.kubeconfig ?? cp.nodeAgent.kubeconfig } });
   yaml = yaml.replace('node_name: test-node', `node_name: ${f.kubelet.node}`).replace(`data_dir: ${JSON.stringify(f.tree.dataDir)}`, `data_dir: ${JSON.stringify(dataDir)}`).replace(JSON.stringify(f.tree.outputPath), JSON.stringify(output));
   const config = join(f.tree.root, `agent-${run}.yaml`);
   writeFileSync(config, yaml);
   const proc = spawn(NODE, [...agentNodeFlags(), CLI, 'run', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const want = f.containers.filter((c) => !c.excluded).length * LINES;
   try {
+    await o.whileRunning?.(port);
+    const want = f.containers.filter((c) => !c.excluded).length * LINES;
     await waitFor('the startup backlog written', () => (existsSync(output) ? readRecords(output).length >= want : false), 120_000, 200).catch(() => undefined);
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     return { records: readRecords(output), metrics, stderr };
@@ -137,6 +144,49 @@ export function enrichmentScenarios(plane: SuiteControlPlane): void {
       }
       expect(results.map((p, i) => `start ${i + 1}: ${p.length ? p.join('; ') : 'ok'}`)).toEqual(results.map((_, i) => `start ${i + 1}: ok`));
     }, 900_000);
+
+    it('a WATCH that answers 410 every time while LIST works (issue 11): pods created after the start are still enriched, nothing counted as api_unavailable, one warning', async () => {
+      const proxy = new ApiProxy(plane.cp);
+      const url = await proxy.start();
+      proxy.watchGone = true;
+      const kubeconfig = join(f.tree.root, 'proxy.kubeconfig');
+      writeFileSync(
+        kubeconfig,
+        `apiVersion: v1\nkind: Config\nclusters: [{name: p, cluster: {server: '${url}', insecure-skip-tls-verify: true}}]\n` +
+          `users: [{name: u, user: {tokenFile: '${plane.cp.nodeAgent.tokenFile}'}}]\ncontexts: [{name: c, context: {cluster: p, user: u}}]\ncurrent-context: c\n`,
+      );
+      try {
+        const r = await startOnce(plane.cp, f, 100, {
+          kubeconfig,
+          whileRunning: async (port) => {
+            // the watch keeps answering 410: the relists back off (0.8, 1.6, 3.2, 6.4, 12.8 s, ... 30 s)
+            await waitFor('six LISTs of pods', () => proxy.lists.filter((p) => p.endsWith('/pods')).length >= 6, 60_000, 100);
+            // a pod that only a LIST can bring: the watch never delivers anything
+            const pod = await plane.cp.must<{ metadata: { name: string; uid: string } }>('POST', `/api/v1/namespaces/${f.ns}/pods`, {
+              apiVersion: 'v1',
+              kind: 'Pod',
+              metadata: { name: 'late', labels: { app: 'web' }, ownerReferences: [] },
+              spec: { nodeName: f.kubelet.node, containers: [{ name: 'app', image: 'registry.example/app:1' }] },
+            });
+            let content = '';
+            for (let i = 0; i < LINES; i++) content += criLine(`late line ${i}`, { time: criTime(i + 1) });
+            f.containers.push({ log: f.tree.container({ namespace: f.ns, pod: pod.metadata.name, uid: pod.metadata.uid, container: 'app', content }), excluded: false });
+            await waitFor('the agent answering', () => fetch(`http://127.0.0.1:${port}/healthz`).then((x) => x.ok, () => false), 10_000, 50);
+          },
+        });
+        const late = r.records.filter((rec) => rec.resource['k8s.pod.name'] === 'late');
+        expect(late).toHaveLength(LINES);
+        expect(late.filter((rec) => rec.resource['k8s.pod.label.app'] !== 'web')).toEqual([]);
+        expect(sumMetric(r.metrics, 'telemetry_agent_unenriched_records_total', { reason: 'api_unavailable' })).toBe(0);
+        expect(sumMetric(r.metrics, 'telemetry_agent_kube_watch_restarts_total', { resource: 'pods', reason: 'expired' })).toBeGreaterThan(0);
+        expect(r.stderr.match(/WARN .*pods.*410/g) ?? []).toHaveLength(1);
+      } finally {
+        await proxy.close();
+        const late = f.containers.findIndex((c) => c.log.pod === 'late');
+        if (late >= 0) f.containers.splice(late, 1);
+        await plane.cp.request('DELETE', `/api/v1/namespaces/${f.ns}/pods/late`);
+      }
+    }, 300_000);
   });
 }
 
