@@ -129,6 +129,11 @@ export class SelfMetrics {
     ['source', 'reason'],
   );
   readonly kubeWatchRestarts = this.counter('telemetry_agent_kube_watch_restarts_total', 'Kubernetes watches restarted, by reason.', ['resource', 'reason']);
+  readonly podMetadataDroppedKeys = this.counter(
+    'telemetry_agent_pod_metadata_dropped_keys_total',
+    'Pod labels, annotations and namespace labels left off a pod\'s records because they went past kubernetes_metadata.max_keys or max_bytes, counted once per pod (and again after an update of it).',
+    ['source', 'kind'],
+  );
   readonly unenrichedRecords = this.counter(
     'telemetry_agent_unenriched_records_total',
     'Container records sent without (all) pod metadata from the API, by reason (api_unavailable, pod_unknown, owner_unknown, wait_buffer_full).',

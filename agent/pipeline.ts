@@ -12,6 +12,12 @@ import type { TransformNode } from './transforms/transform_node.ts';
  */
 export interface ReadPace {
   holdFor(ms: number): void;
+  /**
+   * The batch weighs `bytes` more than what was read for it (enrichment put pod metadata on every
+   * record): a source that bounds what it has in flight by bytes counts them too, until the batch
+   * is accepted. Optional: sources that do not bound by bytes leave it out.
+   */
+  weigh?(bytes: number): void;
 }
 
 /** What a source sees of the pipeline: hand over records, learn when to slow down. */

@@ -15,6 +15,7 @@ import { criThroughput } from './scenarios/cri_throughput.ts';
 import { enrichParse } from './scenarios/enrich_parse.ts';
 import { eventCounting } from './scenarios/event_counting.ts';
 import { kubeApiLoad } from './scenarios/kube_api_load.ts';
+import { metadataBudget } from './scenarios/metadata_budget.ts';
 import { multilineCost } from './scenarios/multiline.ts';
 import { outputDown } from './scenarios/output_down.ts';
 import { outputsBench } from './scenarios/outputs.ts';
@@ -25,7 +26,7 @@ import { tailCheck } from './scenarios/tail_check.ts';
 import { transformsBench } from './scenarios/transforms.ts';
 
 /** Add new benchmarks here. */
-const SCENARIOS: Scenario[] = [criThroughput, multilineCost, enrichParse, kubeApiLoad, eventCounting, podStartupTracking, outputsBench, outputDown, transformsBench, startup, tailCheck, slowloris];
+const SCENARIOS: Scenario[] = [criThroughput, multilineCost, enrichParse, kubeApiLoad, eventCounting, podStartupTracking, outputsBench, outputDown, transformsBench, startup, tailCheck, slowloris, metadataBudget];
 
 async function main(): Promise<number> {
   const args = process.argv.slice(2);

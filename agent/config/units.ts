@@ -65,3 +65,11 @@ export function formatBytes(bytes: number): string {
   if (bytes >= KB && bytes % KB === 0) return `${bytes / KB}KB`;
   return `${bytes}`;
 }
+
+/** A size for people reading a log line, rounded: `512 B`, `7.9 KiB`, `1.0 MiB`. */
+export function formatApproxBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 ** 2) return `${(bytes / 1024).toFixed(1)} KiB`;
+  if (bytes < 1024 ** 3) return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
+}

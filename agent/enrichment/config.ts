@@ -25,6 +25,14 @@ export const podMetadataConfig = z
     pod_annotations: keyFilter([]),
     /** Empty include: no namespace labels, and no namespace watch. */
     namespace_labels: keyFilter([]),
+    /**
+     * Labels, annotations and namespace labels copied onto a pod's records, at most this many keys
+     * and bytes (key and value) per pod; past either, the rest are left out (counted, logged once per
+     * pod, and `kta.k8s.metadata.truncated` set on the records). Anyone who may create a pod can give
+     * it 10,000 labels: without a budget every 40-byte line would carry a megabyte.
+     */
+    max_keys: z.number().int().min(0).max(10_000).default(64),
+    max_bytes: size('8KiB').default(8 * 1024),
     /** A record whose pod the cache does not know yet is held this long for the watch to catch up. */
     wait_for_pod: duration('2s').default(2000),
     /** Bytes of held records per source; past it the oldest go out without pod metadata. */

@@ -1,10 +1,11 @@
+import { formatApproxBytes, formatBytes } from '../config/units.ts';
 import type { Logger } from '../log.ts';
 import type { SelfMetrics } from '../metrics.ts';
 import type { Emitter, ReadPace } from '../pipeline.ts';
 import type { Attributes, LogRecord } from '../record.ts';
 import { parseRecordBody, parserByName, type ChosenParser } from './body_parser.ts';
 import type { PodMetadataConfig } from './config.ts';
-import { PodMetadataAnnotator, type Annotation } from './pod_metadata_annotator.ts';
+import { PodMetadataAnnotator, type Annotation, type MetadataCut } from './pod_metadata_annotator.ts';
 import type { SharedPodCache } from './shared_pod_cache.ts';
 
 /**
@@ -58,6 +59,7 @@ export class EnrichStage implements Emitter {
   /** When the cache last had a working watch: a routine reconnect is not an outage. */
   private lastConnected = 0;
   private readonly warnedPods = new Set<string>();
+  private readonly weights = new WeakMap<Attributes, number>();
 
   constructor(options: EnrichStageOptions) {
     this.o = options;
@@ -157,8 +159,31 @@ export class EnrichStage implements Emitter {
   private annotatorNow(): PodMetadataAnnotator | undefined {
     if (this.annotator) return this.annotator;
     const cache = this.o.pods?.cache;
-    if (cache) this.annotator = new PodMetadataAnnotator(cache, this.o.metadata);
+    if (cache) this.annotator = new PodMetadataAnnotator(cache, this.o.metadata, (cut) => this.reportCut(cut));
     return this.annotator;
+  }
+
+  /** A pod whose labels and annotations went past the budget: counted by kind, logged once. */
+  private reportCut(cut: MetadataCut): void {
+    const { source, metrics, log, metadata } = this.o;
+    const dropped = cut.dropped.label + cut.dropped.annotation + cut.dropped.namespace_label;
+    for (const [kind, n] of Object.entries(cut.dropped)) if (n > 0) metrics.podMetadataDroppedKeys.inc({ source, kind }, n);
+    const m = cut.pod.metadata;
+    log.warn(
+      `source ${source}: pod ${m.namespace}/${m.name}: ${cut.kept + dropped} labels and annotations (${formatApproxBytes(cut.keptBytes + cut.droppedBytes)}) ` +
+        `are more than kubernetes_metadata allows per pod (max_keys ${metadata.max_keys}, max_bytes ${formatBytes(metadata.max_bytes)}): ` +
+        `${cut.kept} (${formatApproxBytes(cut.keptBytes)}) are on its records, ${dropped} (${formatApproxBytes(cut.droppedBytes)}) left out, kta.k8s.metadata.truncated set`,
+    );
+  }
+
+  /** JSON bytes of a resource (the same object for every record of a file: measured once). */
+  private weight(resource: Attributes): number {
+    let w = this.weights.get(resource);
+    if (w === undefined) {
+      w = Buffer.byteLength(JSON.stringify(resource));
+      this.weights.set(resource, w);
+    }
+    return w;
   }
 
   private allKnown(records: LogRecord[]): boolean {
@@ -180,6 +205,9 @@ export class EnrichStage implements Emitter {
     let lastIn: Attributes | undefined;
     let ann: Annotation | undefined;
     let parser = this.o.parser;
+    // What the pod metadata adds to each record, as encoded: counted against buffers and windows.
+    let added = 0;
+    let addedPerRecord = 0;
     for (let i = 0; i < records.length; i++) {
       const r = records[i]!;
       if (r.resource !== lastIn) {
@@ -187,6 +215,7 @@ export class EnrichStage implements Emitter {
         ann = annotator?.annotate(lastIn);
         parser = ann?.steering.parser ? parserByName(ann.steering.parser) : this.o.parser;
         if (ann?.known && ann.steering.invalid.length > 0) this.warnInvalid(ann);
+        addedPerRecord = ann?.known && ann.resource !== lastIn ? Math.max(0, this.weight(ann.resource) - this.weight(lastIn)) : 0;
       }
       if (ann?.known) {
         if (ann.steering.exclude) {
@@ -195,6 +224,7 @@ export class EnrichStage implements Emitter {
           continue;
         }
         r.resource = ann.resource;
+        added += addedPerRecord;
         if (!ann.complete) ownerless++;
       } else if (enriching) unknown++;
       if (!parseRecordBody(r, parser, this.o.timestampFromBody)) {
@@ -207,7 +237,8 @@ export class EnrichStage implements Emitter {
     if (ownerless > 0) metrics.unenrichedRecords.inc({ source, reason: 'owner_unknown' }, ownerless);
     for (const [name, n] of errors ?? []) metrics.parseErrors.inc({ source, parser: name }, n);
     if (excluded > 0) metrics.droppedRecords.inc({ component: source, reason: 'excluded' }, excluded);
-    return this.o.inner.emit(out, bytes, onAccepted, pace);
+    if (added > 0) pace?.weigh?.(added);
+    return this.o.inner.emit(out, bytes + added, onAccepted, pace);
   }
 
   private warnInvalid(ann: Annotation): void {

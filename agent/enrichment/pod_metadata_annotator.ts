@@ -29,15 +29,44 @@ interface Cached {
   annotation: Annotation;
 }
 
+/** What a pod's metadata budget left out: keys by kind, and their bytes. */
+export interface MetadataCut {
+  pod: Pod;
+  /** Keys copied, and their bytes. */
+  kept: number;
+  keptBytes: number;
+  /** Keys left out by kind (`label`, `annotation`, `namespace_label`), and their bytes altogether. */
+  dropped: Record<MetadataKind, number>;
+  droppedBytes: number;
+}
+
+export type MetadataKind = 'label' | 'annotation' | 'namespace_label';
+
+/** The remaining budget while one pod's resource is built. */
+interface Budget {
+  keys: number;
+  bytes: number;
+  cut: MetadataCut;
+}
+
 export class PodMetadataAnnotator {
   private readonly cache: PodCache;
   private readonly labels: KeyFilter;
   private readonly annotations: KeyFilter;
   private readonly namespaceLabels: KeyFilter;
+  private readonly maxKeys: number;
+  private readonly maxBytes: number;
+  private readonly onCut: (cut: MetadataCut) => void;
+  /** Pods (objects: an update is a new one) whose cut was reported. */
+  private readonly reported = new WeakSet<Pod>();
   private readonly memo = new WeakMap<Attributes, Cached>();
 
-  constructor(cache: PodCache, config: PodMetadataConfig) {
+  /** `onCut`: once per pod (object) whose labels and annotations went past the budget. */
+  constructor(cache: PodCache, config: PodMetadataConfig, onCut: (cut: MetadataCut) => void = () => {}) {
     this.cache = cache;
+    this.maxKeys = config.max_keys;
+    this.maxBytes = config.max_bytes;
+    this.onCut = onCut;
     this.labels = new KeyFilter(config.pod_labels.include, config.pod_labels.exclude);
     this.annotations = new KeyFilter(config.pod_annotations.include, config.pod_annotations.exclude);
     this.namespaceLabels = new KeyFilter(config.namespace_labels.include, config.namespace_labels.exclude);
@@ -94,9 +123,20 @@ export class PodMetadataAnnotator {
       if (tag) out['container.image.tags'] = [tag];
     }
 
-    copyKeys(out, 'k8s.pod.label.', m.labels, this.labels);
-    copyKeys(out, 'k8s.pod.annotation.', m.annotations, this.annotations);
-    if (!this.namespaceLabels.none && m.namespace) copyKeys(out, 'k8s.namespace.label.', this.cache.namespaceLabels(m.namespace), this.namespaceLabels);
+    // One budget for all three, in this order: labels identify a workload; annotations and
+    // namespace labels, when asked for, come after.
+    const cut: MetadataCut = { pod, kept: 0, keptBytes: 0, dropped: { label: 0, annotation: 0, namespace_label: 0 }, droppedBytes: 0 };
+    const budget: Budget = { keys: this.maxKeys, bytes: this.maxBytes, cut };
+    copyKeys(out, 'k8s.pod.label.', m.labels, this.labels, budget, 'label');
+    copyKeys(out, 'k8s.pod.annotation.', m.annotations, this.annotations, budget, 'annotation');
+    if (!this.namespaceLabels.none && m.namespace) copyKeys(out, 'k8s.namespace.label.', this.cache.namespaceLabels(m.namespace), this.namespaceLabels, budget, 'namespace_label');
+    if (cut.droppedBytes > 0 || cut.dropped.label + cut.dropped.annotation + cut.dropped.namespace_label > 0) {
+      out['kta.k8s.metadata.truncated'] = true;
+      if (!this.reported.has(pod)) {
+        this.reported.add(pod);
+        this.onCut(cut);
+      }
+    }
     return Object.freeze(out);
   }
 }
@@ -105,9 +145,31 @@ function str(v: Attributes[string] | undefined): string | undefined {
   return typeof v === 'string' && v !== '' ? v : undefined;
 }
 
-function copyKeys(out: Record<string, Attributes[string]>, prefix: string, from: Readonly<Record<string, string>> | undefined, filter: KeyFilter): void {
+/** Copies what `filter` keeps while the budget lasts; what it does not cover is counted, not copied. */
+function copyKeys(
+  out: Record<string, Attributes[string]>,
+  prefix: string,
+  from: Readonly<Record<string, string>> | undefined,
+  filter: KeyFilter,
+  budget: Budget,
+  kind: MetadataKind,
+): void {
   if (!from || filter.none) return;
-  for (const [k, v] of Object.entries(from)) if (filter.keeps(k)) out[prefix + k] = v;
+  for (const k in from) {
+    if (!filter.keeps(k)) continue;
+    const v = from[k]!;
+    const size = Buffer.byteLength(prefix) + Buffer.byteLength(k) + Buffer.byteLength(v);
+    if (budget.keys > 0 && size <= budget.bytes) {
+      out[prefix + k] = v;
+      budget.keys--;
+      budget.bytes -= size;
+      budget.cut.kept++;
+      budget.cut.keptBytes += size;
+    } else {
+      budget.cut.dropped[kind]++;
+      budget.cut.droppedBytes += size;
+    }
+  }
 }
 
 /** The image the container was created from: the spec's (what the user asked for), else the status's. */

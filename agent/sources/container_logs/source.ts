@@ -1,5 +1,6 @@
 import { fstatSync, lstatSync, openSync, statSync, closeSync, type Stats } from 'node:fs';
 import { dirname, join, matchesGlob } from 'node:path';
+import type { ReadPace } from '../../pipeline.ts';
 import type { Attributes, LogRecord } from '../../record.ts';
 import { RateLimitedLog } from '../../log.ts';
 import type { Source, SourceContext } from '../source.ts';
@@ -645,12 +646,22 @@ export class ContainerLogsSource implements Source {
     }
     this.unackedBytes += bytes;
     this.unackedBatches++;
+    // Pod metadata added downstream counts against the window too (ReadPace.weigh).
+    let added = 0;
+    const filePace = this.pacing.paceFor(file);
+    const pace: ReadPace = {
+      holdFor: (ms) => filePace.holdFor(ms),
+      weigh: (more) => {
+        added += more;
+        this.unackedBytes += more;
+      },
+    };
     return this.ctx.emitter.emit(
       records,
       bytes,
       () => {
         accepted();
-        this.unackedBytes -= bytes;
+        this.unackedBytes -= bytes + added;
         this.unackedBatches--;
         this.checkpointDirty = true;
         // Saved before the output takes its next batch, so a crash repeats at most this much.
@@ -658,7 +669,7 @@ export class ContainerLogsSource implements Source {
         if (this.ackedSinceSave >= CHECKPOINT_EVERY_BYTES) this.saveCheckpoint(false);
         if (this.unackedBytes < this.window()) this.kick();
       },
-      this.pacing.paceFor(file),
+      pace,
     );
   }
 
