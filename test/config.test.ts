@@ -47,7 +47,7 @@ describe('parseConfig: defaults', () => {
     expect(cfg.data_dir).toBe('/var/lib/telemetry-agent');
     expect(cfg.log_level).toBe('info');
     expect(cfg.shutdown_timeout).toBe(30_000);
-    expect(cfg.server).toEqual({ listen: '0.0.0.0:9464', status_page: false, tap: { enabled: true } });
+    expect(cfg.server).toEqual({ listen: '0.0.0.0:9464', max_connections: 256, header_timeout: 10_000, request_timeout: 30_000, idle_timeout: 5_000, status_page: false, tap: { enabled: true } });
     expect(cfg.log_format).toBe('text');
     expect(cfg.kubernetes.mode).toBe('auto');
     // The defaults design.md fixes, exactly; the tuning knobs (tuned by benchmarks) are set and sane.
