@@ -1,6 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 
@@ -58,7 +59,7 @@ describe('validate --print', () => {
     const printed = parseYaml(r.stdout) as Record<string, any>;
     expect(printed.shutdown_timeout).toBe('30s');
     expect(printed.log_format).toBe('text');
-    expect(printed.server).toEqual({ listen: '0.0.0.0:9464', status_page: false, tap: { enabled: true } });
+    expect(printed.server).toMatchObject({ listen: '0.0.0.0:9464', status_page: false, tap: { enabled: true } });
     const src = printed.sources.containers;
     expect(src).toMatchObject({ include: ['/var/log/containers/*.log'], read_from: 'beginning', max_line_bytes: '1MiB', read_chunk: '64KiB', glob_interval: '1s', parser: 'json' });
     expect(src.kubernetes_metadata.wait_for_pod).toBe('2s');
@@ -256,6 +257,12 @@ tests:
     expect(r.stdout).toContain('PASS  ' + join(dir, 'passing.yaml') + ': JSON lines are parsed, levels numbered, and the pod\'s deployment and labels added (2 records)');
     expect(r.stdout).toContain('a Java stack trace is one record; text lines fail the json parser and are kept raw (2 records)');
     expect(r.stdout).toContain('an annotation excludes the pod (0 records)');
+    expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('3 tests, 3 passed, 0 failed');
+  });
+
+  it('deploy/pipeline.test.yaml passes against the shipped node agent config', async () => {
+    const r = await cli(['test', fileURLToPath(new URL('../deploy/pipeline.test.yaml', import.meta.url))]);
+    expect(r.status, r.stdout + r.stderr).toBe(0);
     expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('3 tests, 3 passed, 0 failed');
   });
 

@@ -222,7 +222,9 @@ function grantedRules(objects: K8sObject[], account: string): Set<string> {
     expect(b.roleRef.kind).toBe('ClusterRole');
     const role = find<IClusterRole>(objects, 'ClusterRole', b.roleRef.name);
     for (const rule of role.rules ?? []) {
-      expect(rule.resourceNames ?? [], 'cluster-wide resourceNames').toEqual([]);
+      // One exception: the node agent reads one namespace, kube-system (its uid is k8s.cluster.uid).
+      const namespacesOnly = rule.resources?.length === 1 && rule.resources[0] === 'namespaces' && (rule.apiGroups ?? []).join() === '';
+      expect(rule.resourceNames ?? [], 'cluster-wide resourceNames').toEqual(namespacesOnly && rule.resourceNames ? ['kube-system'] : []);
       for (const g of rule.apiGroups ?? []) for (const r of rule.resources ?? []) for (const v of rule.verbs) out.add(`${g}|${r}|${v}`);
     }
   }
@@ -342,7 +344,15 @@ describe('deploy/ manifests', () => {
       const ownLog = `/var/log/containers/telemetry-agent-x7k2p_${NAMESPACE}_${c.name}-${'0123456789abcdef'.repeat(4)}.log`;
       expect(containers!.exclude.some((g) => matchesGlob(ownLog, g)), `${ownLog} excluded`).toBe(true);
       expect(containers!.exclude.some((g) => matchesGlob(`/var/log/containers/web-1_default_${c.name}-${'0'.repeat(64)}.log`, g))).toBe(false);
-      expect(Object.values(config.outputs)).toContainEqual(expect.objectContaining({ type: 'stdout', encoding: 'json' }));
+      // issue 13: the default output is not the agent's own stdout; a disk buffer holds a collector outage on the node.
+      expect(Object.values(config.outputs).map((o) => o.type)).toEqual(['otlp']);
+      expect(config.outputs.collector).toMatchObject({ inputs: ['containers', 'journal'], buffer: { type: 'disk', when_full: 'block' } });
+      // Evicted last under node pressure.
+      expect(spec.priorityClassName).toBe('system-node-critical');
+      // pod_startup runs on every node: no Lease, no Event watch, spans to the collector.
+      const pods = sources.find((s): s is SourceOf<'kubernetes_events'> => s.type === 'kubernetes_events');
+      expect(pods).toMatchObject({ watch_events: false, signals: { trackers: ['pod_startup'], spans: true } });
+      expect(c.env!.find((e) => e.name === 'OTEL_EXPORTER_OTLP_ENDPOINT')?.value).toBe(config.outputs.collector!.type === 'otlp' ? (config.outputs.collector as { endpoint?: string }).endpoint : undefined);
 
       const svc = find<IService>(objects, 'Service', 'telemetry-agent-metrics');
       expect(labels).toMatchObject(svc.spec!.selector!);
@@ -377,6 +387,15 @@ describe('deploy/ manifests', () => {
       expect(spec.tolerations ?? []).toEqual([]);
       // the cluster events source, holder identity and Lease namespace from the downward API
       expect(Object.values(config.sources)).toEqual([expect.objectContaining({ type: 'kubernetes_events', leader_election: true })]);
+      // issue 13: spans on, to a documented endpoint; kept scheduled; events to the collector, not stdout.
+      expect(Object.values(config.sources)[0]).toMatchObject({ signals: { spans: true } });
+      expect(spec.priorityClassName).toBe('system-cluster-critical');
+      expect(Object.values(config.outputs).map((o) => o.type)).toEqual(['otlp']);
+      const endpoint = (podOf(d).spec.containers[0]!.env ?? []).find((e) => e.name === 'OTEL_EXPORTER_OTLP_ENDPOINT')?.value;
+      expect(endpoint).toMatch(/^http:\/\/[a-z0-9.-]+\.svc:4318$/);
+      const dataVolume = spec.volumes!.find((v) => v.name === 'data')!;
+      expect(dataVolume.emptyDir?.sizeLimit).toBe('256Mi');
+      expect((config.outputs.collector as { buffer: { max_size?: number } }).buffer.max_size!).toBeLessThan(256 * 1024 * 1024);
       const env = podOf(d).spec.containers[0]!.env ?? [];
       expect(env.map((e) => [e.name, e.valueFrom?.fieldRef?.fieldPath])).toEqual(
         expect.arrayContaining([
@@ -384,6 +403,24 @@ describe('deploy/ manifests', () => {
           ['POD_NAMESPACE', 'metadata.namespace'],
         ]),
       );
+    });
+  });
+
+  describe.skipIf(skipBuilds)('kubectl kustomize deploy/overlays/stdout', () => {
+    it('is the base with every record on the agents\' stdout (for a first look without a log backend), the same sources', () => {
+      const base = build('.');
+      const objects = build('overlays/stdout');
+      checkCommon(objects, 'overlays/stdout');
+      expect(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual(base.map((o) => `${o.kind}/${o.metadata.name}`).sort());
+      for (const o of base.filter((x) => x.kind !== 'ConfigMap')) expect(find(objects, o.kind, o.metadata.name), `${o.kind} ${o.metadata.name} as in the base`).toEqual(o);
+      const ds = find<IDaemonSet>(objects, 'DaemonSet', 'telemetry-agent');
+      const { config } = configOf(objects, ds);
+      const baseConfig = configOf(base, find<IDaemonSet>(base, 'DaemonSet', 'telemetry-agent')).config;
+      expect(Object.values(config.outputs)).toEqual([expect.objectContaining({ type: 'stdout', encoding: 'json', inputs: ['containers', 'journal'] })]);
+      const { pods: podsHere, ...sources } = config.sources;
+      const { pods: podsThere, ...baseSources } = baseConfig.sources;
+      expect(sources).toEqual(baseSources);
+      expect({ ...podsHere, signals: { ...(podsHere as { signals: object }).signals, spans: true } }).toEqual(podsThere);
     });
   });
 

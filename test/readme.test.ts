@@ -73,4 +73,15 @@ describe('README stays in step with the code', () => {
     expect(names.length).toBeGreaterThan(15);
     for (const name of names) expect(readme, name).toContain(`\`${name}\``);
   });
+
+  it("names every source and output type in its first section, before any reference (issue 13: the truth at the top)", () => {
+    const first = readme.slice(0, readme.indexOf('\n## '));
+    expect(first.length).toBeGreaterThan(500);
+    for (const type of Object.keys(sourcePlugins)) expect(first, `source ${type}`).toContain(`\`${type}\``);
+    for (const type of Object.keys(outputPlugins)) expect(first, `output ${type}`).toContain(`\`${type}\``);
+    // the two commands, and nothing left of "not accepted yet"
+    expect(first).toContain('npm ci && npm start');
+    expect(first).toContain('npm ci && npm test');
+    expect(readme).not.toMatch(/not accepted yet|next steps on the\s+tracker/);
+  });
 });

@@ -34,6 +34,11 @@ export type EventRule = z.infer<typeof eventRule>;
 
 export const kubernetesEventsConfig = z.strictObject({
   type: z.literal('kubernetes_events'),
+  /**
+   * `false`: no Lease and no Event watch; only the trackers that follow this node's pods run
+   * (`pod_startup`). For the node agents when a cluster agent does the cluster-scoped work.
+   */
+  watch_events: z.boolean().default(true),
   /** `auto`: events.k8s.io/v1, falling back to core/v1 when the group is not served (404). */
   api: z.enum(['auto', 'events.k8s.io', 'core']).default('auto'),
   /**
@@ -71,6 +76,13 @@ export const kubernetesEventsConfig = z.strictObject({
   /** Duration metrics and spans from object transitions (agent/cluster/ trackers). */
   signals: clusterSignalsConfig.prefault({}),
 }).superRefine((c, ctx) => {
+  if (!c.watch_events) {
+    const leaderOnly = c.signals.trackers.filter((t) => t !== 'pod_startup');
+    if (leaderOnly.length > 0) {
+      ctx.addIssue({ code: 'custom', path: ['signals', 'trackers'], message: `${leaderOnly.join(', ')} follow cluster objects and Events, which watch_events: false does not watch; only pod_startup runs without them` });
+    }
+    if (c.rules.length > 0) ctx.addIssue({ code: 'custom', path: ['rules'], message: 'rules match Events, which watch_events: false does not watch' });
+  }
   // client-go's rules: a leader must give up before others may take over, and retry within its deadline
   if (c.renew_deadline >= c.lease_duration) ctx.addIssue({ code: 'custom', path: ['renew_deadline'], message: 'must be shorter than lease_duration' });
   if (c.retry_period >= c.renew_deadline) ctx.addIssue({ code: 'custom', path: ['retry_period'], message: 'must be shorter than renew_deadline' });

@@ -152,7 +152,7 @@ export class KubernetesEventsSource implements Source {
 
   async start(): Promise<void> {
     // A candidate for cluster-scoped work from now on, whether or not it ever gets the Lease (or the API).
-    this.ctx.metrics.leaderCandidate.set(1);
+    if (this.config.watch_events) this.ctx.metrics.leaderCandidate.set(1);
     const saved = loadCheckpoint(this.checkpointPath);
     if (saved.status === 'unreadable') {
       // unreadable state: start as on a first run (seed, count nothing old) rather than not at all
@@ -188,6 +188,7 @@ export class KubernetesEventsSource implements Source {
       return;
     }
     await this.signals.nodeLocal.start(); // the pods on this node: no Lease needed
+    if (!this.config.watch_events) return; // node agents next to a cluster agent: pod startup only
     if (this.config.leader_election) {
       const elector = new LeaderElector({
         connection: this.connection,
