@@ -106,6 +106,11 @@ describe('status page', () => {
       await shot(page, '4-tap');
       await page.click('#tapbtn'); // stop
       await expect.poll(() => page.locator('#tapbtn').textContent()).toBe('Start');
+      // A transform's tap: what the redact transform passes on.
+      await page.selectOption('#tapcomp', 'transform:scrub');
+      await page.click('#tapbtn');
+      await expect.poll(() => page.locator('#tapinfo').textContent(), { timeout: 15_000 }).toMatch(/^([2-9]|\d\d+) records from transform:scrub$/);
+      await page.click('#tapbtn');
     } finally {
       await b.close();
       demo.kill('SIGINT');
