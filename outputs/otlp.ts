@@ -104,6 +104,8 @@ export function resolveOtlpSettings(config: OtlpConfig, env: NodeJS.ProcessEnv):
   let url: string | undefined;
   let signalPathAppended = true;
   if (config.endpoint !== undefined) {
+    // A value that is not a URL is the endpoint schema's to report (refinements still run after it).
+    if (!isHttpUrl(config.endpoint)) return { problems };
     url = withSignalPath(config.endpoint);
     if (/\/v1\/logs\/?$/.test(new URL(config.endpoint).pathname))
       problem('endpoint', `endpoint is the receiver's base URL and /v1/logs is appended to it; drop /v1/logs from ${redactUrl(config.endpoint)}`);

@@ -25,6 +25,7 @@ export const MAX_CONFIG_BYTES = 1024 * 1024;
 export const MAX_ALIAS_COUNT = 100;
 /** Problems printed; more say how many more there were. */
 const MAX_PROBLEMS = 50;
+const MAX_PROBLEM_CHARS = 1000;
 
 /** The file's text, read without ever holding more than MAX_CONFIG_BYTES (a FIFO or /dev/zero too). */
 export function readConfigText(file: string): string {
@@ -78,7 +79,9 @@ export function parseConfig(text: string, file = '<config>', env: NodeJS.Process
   let doc: Document.Parsed;
   let data: unknown;
   try {
-    doc = parseDocument(expanded.text, { prettyErrors: true, uniqueKeys: true });
+    // logLevel error: what the library would only warn about on stderr (a map used as a key) is
+    // left to the schema, which names the key.
+    doc = parseDocument(expanded.text, { prettyErrors: true, uniqueKeys: true, logLevel: 'error' });
     if (doc.errors.length) {
       throw new ConfigError(
         file,
@@ -92,9 +95,16 @@ export function parseConfig(text: string, file = '<config>', env: NodeJS.Process
     data = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) ?? {};
   } catch (err) {
     if (err instanceof ConfigError) throw err;
-    throw new ConfigError(file, [yamlFailure(err)]);
+    throw new ConfigError(file, capped([yamlFailure(err)]));
   }
-  const result = configSchema.safeParse(data);
+  let result: ReturnType<typeof configSchema.safeParse>;
+  try {
+    result = configSchema.safeParse(data);
+  } catch (err) {
+    // A check that threw instead of reporting (a bug, which the config fuzz tests hunt): still one
+    // line and exit 2, never a stack trace and exit 1.
+    throw new ConfigError(file, capped([`(top level): the config could not be checked: ${(err as Error).message} (a bug in the agent: please report it with this line)`]));
+  }
   if (!result.success) {
     const shown = (path: readonly PropertyKey[]) => secrets.show(doc, path, valueAt(data, path));
     throw new ConfigError(file, capped(result.error.issues.flatMap((i) => describeIssue(i, data, shown).map((line) => secrets.hideAt(doc, i.path, line)))));
@@ -110,9 +120,15 @@ function yamlFailure(err: unknown): string {
   return `YAML: ${message.split('\n')[0]}`;
 }
 
+/** At most MAX_PROBLEMS lines of at most MAX_PROBLEM_CHARS each: an error message stays readable whatever the file holds (a megabyte-long key). */
 function capped(problems: string[]): string[] {
-  if (problems.length <= MAX_PROBLEMS) return problems;
-  return [...problems.slice(0, MAX_PROBLEMS), `... and ${problems.length - MAX_PROBLEMS} more problems`];
+  const lines = problems.slice(0, MAX_PROBLEMS).map((line) => {
+    // A key can be anything YAML allows (a map, a string with line breaks): one problem, one line.
+    const p = line.replace(/\r?\n/g, '\\n');
+    return p.length > MAX_PROBLEM_CHARS ? `${p.slice(0, MAX_PROBLEM_CHARS)}…` : p;
+  });
+  if (problems.length > MAX_PROBLEMS) lines.push(`... and ${problems.length - MAX_PROBLEMS} more problems`);
+  return lines;
 }
 
 /**
