@@ -1,4 +1,9 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { CLI, NODE } from './helpers/child_agent.ts';
 import { ConfigError, parseConfig } from '../agent/config/load.ts';
 import { describeGraph, outputsFedBy, topologicalOrder } from '../agent/transforms/graph.ts';
 
@@ -139,5 +144,39 @@ describe('transforms: CEL expressions are checked at load, with their key path',
     expect(problems(config(`  t: { type: filter, inputs: [c], drop: 'true', keep: 'true' }\n`, undefined, ONLY_C))).toEqual([
       'transforms.t.drop: a filter takes exactly one of drop or keep',
     ]);
+  });
+});
+
+describe('transforms: `telemetry-agent validate` on a bad expression', () => {
+  it('exits 2 with one line per problem, each with its key path', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kta-validate-'));
+    try {
+      const path = join(dir, 'agent.yaml');
+      writeFileSync(
+        path,
+        config(
+          `  noise:
+    type: filter
+    inputs: [c]
+    drop: 'body.path.startswith("/healthz")'
+  tenants:
+    type: route
+    inputs: [noise]
+    routes: { payments: 'resorce["k8s.namespace.name"] == "payments"' }
+`,
+          '  out: { type: stdout, inputs: [tenants.payments, tenants._unmatched] }\n',
+          ONLY_C,
+        ),
+      );
+      const r = spawnSync(NODE, [CLI, 'validate', '--config', path], { encoding: 'utf8', timeout: 30_000 });
+      expect(r.status).toBe(2);
+      expect(r.stderr.trimEnd().split('\n')).toEqual([
+        `${path}: invalid config`,
+        "  transforms.noise.drop: CEL: unknown function 'startswith' (did you mean startsWith?) (column 10)",
+        "  transforms.tenants.routes.payments: CEL: undeclared reference to 'resorce' (did you mean resource?) (column 1)",
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
