@@ -209,7 +209,10 @@ function documentedRules(): { now: Map<string, Set<string>>; identities: Set<str
     const set = now.get(account) ?? new Set<string>();
     now.set(account, set);
     if (resources === '—') continue; // the row that says "nothing"
-    for (const g of names(groups)) for (const r of names(resources)) for (const v of verbs.split(',').map((x) => x.trim())) set.add(`${g}|${r}|${v}`);
+    // "`namespaces` named `kube-system`": a rule limited by resourceNames
+    const [kinds, named] = resources.split(' named ');
+    const suffix = named ? `@${names(named).join(',')}` : '';
+    for (const g of names(groups)) for (const r of names(kinds!)) for (const v of verbs.split(',').map((x) => x.trim())) set.add(`${g}|${r}|${v}${suffix}`);
   }
   return { now, identities };
 }
@@ -222,10 +225,8 @@ function grantedRules(objects: K8sObject[], account: string): Set<string> {
     expect(b.roleRef.kind).toBe('ClusterRole');
     const role = find<IClusterRole>(objects, 'ClusterRole', b.roleRef.name);
     for (const rule of role.rules ?? []) {
-      // One exception: the node agent reads one namespace, kube-system (its uid is k8s.cluster.uid).
-      const namespacesOnly = rule.resources?.length === 1 && rule.resources[0] === 'namespaces' && (rule.apiGroups ?? []).join() === '';
-      expect(rule.resourceNames ?? [], 'cluster-wide resourceNames').toEqual(namespacesOnly && rule.resourceNames ? ['kube-system'] : []);
-      for (const g of rule.apiGroups ?? []) for (const r of rule.resources ?? []) for (const v of rule.verbs) out.add(`${g}|${r}|${v}`);
+      const suffix = rule.resourceNames?.length ? `@${rule.resourceNames.join(',')}` : '';
+      for (const g of rule.apiGroups ?? []) for (const r of rule.resources ?? []) for (const v of rule.verbs) out.add(`${g}|${r}|${v}${suffix}`);
     }
   }
   // Roles: the agent's own namespace only (the leader-election Lease)

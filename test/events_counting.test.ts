@@ -35,12 +35,13 @@ describe('kubernetes_events counting (kubernetes-events.md §4)', () => {
     await a.stop();
   });
 
-  it('reads events.k8s.io/v1 and falls back to core/v1 where the group is not served (404)', async () => {
+  it('reads events.k8s.io/v1 and falls back to core/v1 where discovery does not list the group (404), never touching the other', async () => {
     const v1 = await h.agent('v1', { leader_election: false });
     await h.watching();
     h.api.create('events', kubeletEvent(1));
     await waitFor('counted via events.k8s.io', async () => (await total(v1)) === 1, 5000);
     expect(h.api.requests.some((r) => r.path === '/apis/events.k8s.io/v1/events' && r.verb === 'watch')).toBe(true);
+    expect(h.api.requests.filter((r) => r.path.startsWith('/api/v1/events'))).toEqual([]);
     await v1.stop();
 
     const core = new EventsHarness({ eventsV1: false });
@@ -51,7 +52,9 @@ describe('kubernetes_events counting (kubernetes-events.md §4)', () => {
       core.api.create('events', kubeletEvent(2));
       await waitFor('counted via core/v1', async () => (await total(c)) === 2, 5000);
       expect(core.api.requests.some((r) => r.path === '/api/v1/events' && r.verb === 'watch')).toBe(true);
-      expect(core.api.requests.some((r) => r.path === '/apis/events.k8s.io/v1/events' && r.status === 404)).toBe(true);
+      // discovery decided it: no request for events.k8s.io events at all (RBAC need not grant them)
+      expect(core.api.requests.some((r) => r.path === '/apis/events.k8s.io/v1' && r.status === 404)).toBe(true);
+      expect(core.api.requests.filter((r) => r.path.startsWith('/apis/events.k8s.io/v1/'))).toEqual([]);
       await c.stop();
     } finally {
       await core.close();

@@ -449,6 +449,10 @@ export class FakeKubeApiServer {
     if (!certOk && this.token === undefined && this.opts.tls?.requestClientCert) {
       return this.status(res, 401, 'Unauthorized', 'Unauthorized (no client certificate)');
     }
+    if (!route && req.method === 'GET') {
+      const discovery = this.discovery(url.pathname);
+      if (discovery) return this.json(res, 200, discovery);
+    }
     if (verb === 'other' || !route) {
       this.errors.push(`${req.method} ${url.pathname}`);
       return this.status(res, 404, 'NotFound', `the server could not find the requested resource (${req.method} ${url.pathname})`);
@@ -509,6 +513,26 @@ export class FakeKubeApiServer {
         req.socket.destroy();
         return;
     }
+  }
+
+  /**
+   * Discovery of one group version (`/api/v1`, `/apis/<group>/<version>`), as the real server answers
+   * it to any authenticated client: an APIResourceList of what is served there.
+   */
+  private discovery(pathname: string): Record<string, unknown> | undefined {
+    const m = /^\/(?:api\/(v1)|apis\/([^/]+)\/([^/]+))\/?$/.exec(pathname);
+    if (!m) return undefined;
+    const group = m[2] ?? '';
+    const version = m[1] ?? m[3]!;
+    const served = Object.entries(RESOURCE_TYPES).filter(([, t]) => t.group === group && t.version === version);
+    if (group === 'events.k8s.io' && version === 'v1' && this.opts.eventsV1) served.push(['events', EVENTS_V1_TYPE]);
+    if (served.length === 0) return undefined;
+    return {
+      kind: 'APIResourceList',
+      apiVersion: 'v1',
+      groupVersion: group ? `${group}/${version}` : version,
+      resources: served.map(([name, t]) => ({ name, singularName: '', namespaced: t.namespaced, kind: t.kind, verbs: ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'] })),
+    };
   }
 
   private route(pathname: string): Route | undefined {

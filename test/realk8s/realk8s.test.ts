@@ -2,6 +2,7 @@ import { describe } from 'vitest';
 import { countingScenarios } from './counting.ts';
 import { deployChecks } from './deploy_checks.ts';
 import { enrichmentScenarios } from './enrichment.ts';
+import { leastPrivilegeChecks } from './least_privilege.ts';
 import { killAndFailoverScenarios } from './scenarios.ts';
 import { suiteControlPlane } from './suite.ts';
 
@@ -17,4 +18,5 @@ describe.skipIf(!plane.available)('against a real Kubernetes control plane (v1.2
   countingScenarios(plane);
   killAndFailoverScenarios(plane);
   enrichmentScenarios(plane);
+  leastPrivilegeChecks(plane);
 });

@@ -304,20 +304,28 @@ export class KubernetesEventsSource implements Source {
     this.writeCheckpoint(false);
   }
 
-  /** events.k8s.io/v1 where served (`auto` asks once), else core/v1. */
+  /**
+   * events.k8s.io/v1 where served, else core/v1: `auto` asks discovery once (`/apis/events.k8s.io/v1`,
+   * which every authenticated client may read), so the RBAC needs only the one events API the server has.
+   */
   private async eventsPath(c: KubeConnection): Promise<string> {
     const v1 = '/apis/events.k8s.io/v1/events';
     if (this.config.api === 'core') return '/api/v1/events';
     if (this.config.api === 'events.k8s.io') return v1;
     for (;;) {
       try {
-        const res = await c.request(`${v1}?limit=1`, { signal: AbortSignal.timeout(10_000) });
-        res.resume();
+        const res = await c.request('/apis/events.k8s.io/v1', { signal: AbortSignal.timeout(10_000) });
+        const chunks: Buffer[] = [];
+        for await (const chunk of res as AsyncIterable<Buffer>) chunks.push(chunk);
         if (res.statusCode === 404) {
-          this.ctx.log.info(`source ${this.name}: events.k8s.io/v1 not served, using core/v1 events`);
+          this.ctx.log.info(`source ${this.name}: events.k8s.io/v1 not served (discovery), using core/v1 events`);
           return '/api/v1/events';
         }
-        return v1;
+        if (res.statusCode !== 200) throw new Error(`discovery answered HTTP ${res.statusCode}`);
+        const list = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { resources?: { name?: string }[] };
+        if (list.resources?.some((r) => r.name === 'events')) return v1;
+        this.ctx.log.info(`source ${this.name}: events.k8s.io/v1 serves no events (discovery), using core/v1 events`);
+        return '/api/v1/events';
       } catch (e) {
         if (this.stopping) return v1;
         this.warnings.warn('probe', `source ${this.name}: asking for events.k8s.io/v1 failed (${(e as Error).message}); retrying`);
