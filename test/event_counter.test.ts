@@ -67,6 +67,17 @@ describe('EventCounter: the mark does not move while a LIST is walked (issue 10,
   });
 });
 
+describe('EventCounter: a first start counts from the moment it leads', () => {
+  it('Events written after it started to lead but before its first LIST came back count; history does not', () => {
+    const c = counter();
+    c.startAt(T0 + 30_000);
+    const history = ev('old', { first: at(0) });
+    const grew = ev('grew', { first: at(10), last: at(31), count: 4 });
+    const fresh = ev('fresh', { first: at(31), count: 2 });
+    expect(list(c, [fresh, grew, history])).toBe(2 + 1 + 0);
+  });
+});
+
 describe('EventCounter: a takeover from the Lease handover (issue 10, defects 1 and 3)', () => {
   const micro = (s: string) => parseKubeTime(s)!;
 

@@ -11,7 +11,7 @@ import type { AuditEntry, ControlPlane, Identity } from './control_plane.ts';
 import { FakeKubelet } from './fake_kubelet.ts';
 import { applyAgentRbac, clusterAgent, converge, deleteLease, eventsQuiet, leader } from './scenario.ts';
 import { uniqueName, type SuiteControlPlane } from './suite.ts';
-import { createDeployment, waitRollout } from './workloads.ts';
+import { createDeployment, scaleDeployment, waitRollout } from './workloads.ts';
 
 /**
  * Least privilege, measured (issue 10 item 3): a full scenario for each service account of deploy/
@@ -110,13 +110,23 @@ export function leastPrivilegeChecks(plane: SuiteControlPlane): void {
         for (const p of pods) tree.container({ namespace: ns, pod: p.metadata.name, uid: p.metadata.uid, container: 'app', content: criLine(`${p.metadata.name} says hello`, { time: criTime(1) }) });
         const port = await freePort();
         const config = join(tree.root, 'agent.yaml');
-        writeFileSync(config, agentConfigYaml(tree, { listen: `127.0.0.1:${port}`, kubernetes: { mode: 'kubeconfig', kubeconfig: cp.nodeAgent.kubeconfig } }).replace('node_name: test-node', `node_name: ${kubelet.node}`));
-        const node = spawn(NODE, [...agentNodeFlags(), CLI, 'run', '--config', config], { stdio: 'ignore' });
+        // as deploy/base/agent.yaml runs it: container logs enriched, and this node's pod startup spans
+        const yaml = agentConfigYaml(tree, { listen: `127.0.0.1:${port}`, kubernetes: { mode: 'kubeconfig', kubeconfig: cp.nodeAgent.kubeconfig } })
+          .replace('node_name: test-node', `node_name: ${kubelet.node}`)
+          .replace('outputs:\n', '  pods:\n    type: kubernetes_events\n    watch_events: false\n    signals: { trackers: [pod_startup], spans: true }\noutputs:\n');
+        writeFileSync(config, yaml);
+        const node = spawn(NODE, [...agentNodeFlags(), CLI, 'run', '--config', config], {
+          stdio: 'ignore',
+          env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_BSP_SCHEDULE_DELAY: '200' },
+        });
         try {
           await waitFor('the node agent enriched its pods', () => {
             const r = readRecords(tree.outputPath);
             return r.length === 3 && r.every((x) => x.resource['k8s.deployment.name'] === 'web' || x.resource['k8s.job.name'] === 'once');
           }, 60_000, 200);
+          // a pod that starts while it runs: a pod.startup span, whose trace id needs the kube-system uid
+          await scaleDeployment(cp, ns, 'web', 3);
+          await waitFor('a pod startup span', () => otlp.spans.some((sp) => sp.name === 'pod.startup' && sp.attributes['k8s.namespace.name'] === ns), 60_000, 200);
         } finally {
           const exited = new Promise((r) => node.once('exit', r));
           node.kill('SIGTERM');

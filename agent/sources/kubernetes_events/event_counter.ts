@@ -13,7 +13,9 @@ import type { NormalizedEvent } from './normalize.ts';
  * - `highWaterMs`: the latest occurrence time counted (µs as the fraction: events.k8s.io times are
  *   MicroTime), never ahead of the agent's clock (a recorder with a clock in the future must not
  *   make later events look old).
- * - The first LIST of a first start only seeds: history from before the agent ran is never counted.
+ * - A first start counts from the moment the agent starts to lead (`startAt`): its first LIST counts
+ *   Events first seen from then on (created before that LIST came back), and seeds the rest, history
+ *   from before the agent led, which is never counted. Without `startAt` the first LIST only seeds.
  * - After a gap (a restart from the checkpoint, a relist after 410, a takeover from the Lease's
  *   handover) every Event of the LIST is judged against the mark as it was *before* that LIST: a
  *   LIST comes in key (name) order, not time order, so the mark only moves once the whole LIST is
@@ -93,6 +95,13 @@ export class EventCounter {
       this.seen.set(uid, { key: '', occurrences });
       this.recentlyCounted.set(uid, occurrences);
     }
+    this.resumed = true;
+  }
+
+  /** A first start (no checkpoint, no handover): count what happens from `ms` on, judged like a gap. */
+  startAt(ms: number): void {
+    if (this.resumed) return;
+    this.highWaterMs = Math.min(ms, this.o.now());
     this.resumed = true;
   }
 

@@ -469,6 +469,8 @@ export class KubernetesEventsSource implements Source {
         `source ${this.name}: took over from ${acquired?.holder || 'a released lease'}, counting Events that happened from ${new Date(handover.events.highWaterMs).toISOString()}`,
       );
     }
+    // a first start counts from now, not from whenever its first LIST comes back
+    this.counter.startAt(Date.now());
     this.committedCounter = this.counter.snapshot();
     const from = handover?.signals ?? (this.elector ? undefined : this.committedLeaderMark) ?? ReportWindow.startingAt(Date.now());
     this.signals.leaderWindow.reset(from);
