@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CLI, NODE } from './helpers/child_agent.ts';
 import { ConfigError, parseConfig } from '../agent/config/load.ts';
+import { printConfig } from '../agent/config/print.ts';
 import { describeGraph, outputsFedBy, topologicalOrder } from '../agent/transforms/graph.ts';
 
 /** A config with one container source `c`, the given transforms block, and outputs. */
@@ -178,5 +179,29 @@ describe('transforms: `telemetry-agent validate` on a bad expression', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('transforms: validate --print', () => {
+  it('writes every transform type back as it reads: the printed config validates again to the same config', () => {
+    const text = config(
+      `  f: { type: filter, inputs: [c], drop: 'severity_number < 9' }
+  r: { type: route, inputs: [f], routes: { a: 'resource["k8s.namespace.name"] == "a"' } }
+  x: { type: redact, inputs: [r.a], custom: { tok: 'tok_[a-z]{8}' }, attributes: [http.url] }
+  m: { type: modify, inputs: [r._unmatched], set: { attributes: { team: '"core"' } }, rename: { body: { msg: message } }, parse: [{ field: body, format: json }] }
+  s: { type: sample, inputs: [m], rate: 10%, key: 'resource["k8s.pod.name"]', always_keep: 'severity_number >= 17' }
+  t: { type: throttle, inputs: [s, x], rate: 1MiB/s, burst: 4MiB, when_exceeded: pause, key: 'resource["k8s.pod.name"]' }
+  d: { type: dedupe, inputs: [t], window: 5s }
+  l: { type: log_to_metric, inputs: [d], metrics: [{ name: app_total, type: counter, labels: { code: 'string(int(body.status))' } }, { name: app_seconds, type: histogram, value: 'body.ms / 1000.0', buckets: [0.1, 1] }] }
+`,
+      '  out: { type: stdout, inputs: [l] }\n',
+      ONLY_C,
+    );
+    const first = parseConfig(text, 'a.yaml', {});
+    const printed = printConfig(first);
+    expect(printed).toContain('rate: 1MiB/s');
+    expect(printed).toContain('drop: severity_number < 9');
+    const again = parseConfig(printed, 'printed.yaml', {});
+    expect(JSON.stringify(again.transforms)).toBe(JSON.stringify(first.transforms));
   });
 });

@@ -61,6 +61,8 @@ function render(schema: z.core.$ZodType | undefined, value: unknown, key: string
     if (unitSchemas.duration.has(s)) return formatDuration(value);
     return value;
   }
+  // Values compiled at load (CEL expressions, throttle budgets) write themselves back as written.
+  if (typeof value === 'object' && typeof (value as { toJSON?: unknown }).toJSON === 'function') return (value as { toJSON(): unknown }).toJSON();
   const def = defOf(s);
   if (Array.isArray(value)) return value.map((v) => render(def.element, v, undefined));
   if (typeof value === 'object') {

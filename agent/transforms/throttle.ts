@@ -1,21 +1,30 @@
 import { z } from 'zod';
-import { parseSize } from '../config/units.ts';
+import { formatBytes, parseSize } from '../config/units.ts';
 import type { LogRecord } from '../record.ts';
 import { CelFailure, celExpression, celToText, type CelProgram } from './cel.ts';
 import { transformCommon } from './common_config.ts';
 import { transformError, type BatchContext, type Outlet, type Transform, type TransformContext } from './transform.ts';
 
-/** A budget: records (`2000`) or bytes (`1MiB`), per second for `rate`. */
-interface Amount {
-  value: number;
-  unit: 'records' | 'bytes';
+/** A budget: records (`2000`) or bytes (`1MiB`), per second for `rate`; written back as it reads (`validate --print`). */
+class Amount {
+  readonly value: number;
+  readonly unit: 'records' | 'bytes';
+  readonly perSecond: boolean;
+  constructor(value: number, unit: 'records' | 'bytes', perSecond: boolean) {
+    this.value = value;
+    this.unit = unit;
+    this.perSecond = perSecond;
+  }
+  toJSON(): string {
+    return `${this.unit === 'bytes' ? formatBytes(this.value) : String(this.value)}${this.perSecond ? '/s' : ''}`;
+  }
 }
 
-function amount(text: string | number): Amount | undefined {
-  if (typeof text === 'number') return text > 0 ? { value: text, unit: 'records' } : undefined;
-  if (/^\d+(\.\d+)?$/.test(text)) return Number(text) > 0 ? { value: Number(text), unit: 'records' } : undefined;
+function amount(text: string | number, perSecond: boolean): Amount | undefined {
+  if (typeof text === 'number') return text > 0 ? new Amount(text, 'records', perSecond) : undefined;
+  if (/^\d+(\.\d+)?$/.test(text)) return Number(text) > 0 ? new Amount(Number(text), 'records', perSecond) : undefined;
   const bytes = parseSize(text);
-  return bytes !== undefined && bytes > 0 ? { value: bytes, unit: 'bytes' } : undefined;
+  return bytes !== undefined && bytes > 0 ? new Amount(bytes, 'bytes', perSecond) : undefined;
 }
 
 export const throttleConfig = z
@@ -27,7 +36,7 @@ export const throttleConfig = z
     /** `2000/s` (records) or `1MiB/s` (raw bytes read) per key. */
     rate: z.union([z.string(), z.number()]).transform((v, ctx) => {
       const m = typeof v === 'string' ? /^(.+)\/s$/.exec(v.trim()) : null;
-      const a = m ? amount(m[1]!.trim()) : undefined;
+      const a = m ? amount(m[1]!.trim(), true) : undefined;
       if (!a) {
         ctx.addIssue({ code: 'custom', message: `expected a rate like 2000/s (records) or 1MiB/s (bytes), got ${JSON.stringify(v)}` });
         return z.NEVER;
@@ -38,7 +47,7 @@ export const throttleConfig = z
     burst: z
       .union([z.string(), z.number()])
       .transform((v, ctx) => {
-        const a = amount(v);
+        const a = amount(v, false);
         if (!a) {
           ctx.addIssue({ code: 'custom', message: `expected a count like 10000 or a size like 4MiB, got ${JSON.stringify(v)}` });
           return z.NEVER;
