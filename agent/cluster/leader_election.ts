@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { KubeRequester, RequestInit } from '../kube/connection.ts';
-import type { Logger } from '../log.ts';
+import { RateLimitedLog, type Logger } from '../log.ts';
 import type { Leadership } from './observation.ts';
 
 /**
@@ -71,6 +71,7 @@ const ABSENT = '(no lease)';
 export class LeaderElector implements Leadership {
   private readonly o: Required<LeaderElectionOptions>;
   private readonly listeners = new Set<(leading: boolean) => void>();
+  private readonly warnings: RateLimitedLog;
   private leading = false;
   private stopped = true;
   private lastRenewMs = 0;
@@ -81,6 +82,8 @@ export class LeaderElector implements Leadership {
   private timer: NodeJS.Timeout | undefined;
   /** The Lease has been seen to exist: a later 404 means it was deleted, not that nobody ever led. */
   private created = false;
+  /** Why the last attempt on the Lease failed (refused, unreachable), until one succeeds: for readiness. */
+  problem: string | undefined;
   /** Set each time this agent starts to lead: the Lease as it found it. */
   acquired: AcquiredLease | undefined;
 
@@ -88,6 +91,7 @@ export class LeaderElector implements Leadership {
     if (!(options.renewDeadlineMs < options.leaseDurationMs)) throw new Error('renew_deadline must be shorter than lease_duration');
     if (!(options.retryPeriodMs < options.renewDeadlineMs)) throw new Error('retry_period must be shorter than renew_deadline');
     this.o = { setGauge: () => {}, commit: () => ({ annotations: {}, committed: () => {}, abandoned: () => {} }), now: Date.now, ...options };
+    this.warnings = new RateLimitedLog(this.o.log);
   }
 
   get isLeader(): boolean {
@@ -129,8 +133,10 @@ export class LeaderElector implements Leadership {
         result = await this.tryAcquireOrRenew();
       } catch (e) {
         result = 'failed';
+        this.problem = `lease ${this.path()}: ${(e as Error).message}`;
         this.o.log.debug(`leader election: ${this.path()}: ${(e as Error).message}`);
       }
+      if (result !== 'failed') this.problem = undefined;
       if (this.stopped) break;
       const now = this.o.now();
       if (result === 'won') {
@@ -284,7 +290,13 @@ export class LeaderElector implements Leadership {
       parsed = undefined;
     }
     if (res.statusCode === 401) this.o.connection.credentialsRejected?.();
-    return { status: res.statusCode ?? 0, body: parsed };
+    const status = res.statusCode ?? 0;
+    if (status === 401 || status === 403 || status >= 500) {
+      const message = (parsed as { message?: string } | undefined)?.message;
+      this.problem = `${method} lease ${this.path()}: HTTP ${status}${message ? `: ${message}` : ''}`;
+      this.warnings.warn(`lease:${status}`, `leader election: ${this.problem}`);
+    }
+    return { status, body: parsed };
   }
 
   private sleep(ms: number): Promise<void> {

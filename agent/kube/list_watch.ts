@@ -184,6 +184,7 @@ export class ListWatch<T extends KubeObject = KubeObject> {
 
   private store = new Map<string, T>();
   private rv: string | undefined;
+  private lastProblem: string | undefined;
   /** A watch stream is open (headers received, not ended). */
   private isWatching = false;
   /** A LIST is wanted now (resync) instead of after the backoff in progress. */
@@ -251,6 +252,14 @@ export class ListWatch<T extends KubeObject = KubeObject> {
   /** The last request got a 2xx (a LIST page or an open watch) and nothing failed since. */
   get connected(): boolean {
     return this.isConnected;
+  }
+
+  /**
+   * Why the API does not serve this list+watch right now (the last request was refused or failed,
+   * e.g. `forbidden: HTTP 403 Forbidden: ...`), for readiness; undefined once a request succeeds again.
+   */
+  get problem(): string | undefined {
+    return this.isConnected ? undefined : this.lastProblem;
   }
 
   /** A watch stream is open: changes arrive as they happen. */
@@ -340,6 +349,7 @@ export class ListWatch<T extends KubeObject = KubeObject> {
         case 'retry':
           this.count(outcome.reason);
           this.isConnected = false;
+          this.lastProblem = `${needList ? 'list' : 'watch'} ${outcome.reason}: ${outcome.message}`;
           delay = outcome.delayMs ?? this.fail();
           if (outcome.delayMs !== undefined) this.failures++;
           this.warnings?.warn(

@@ -1,5 +1,6 @@
 import { describe } from 'vitest';
 import { countingScenarios } from './counting.ts';
+import { badInputScenarios } from './bad_input.ts';
 import { deployChecks } from './deploy_checks.ts';
 import { enrichmentScenarios } from './enrichment.ts';
 import { leastPrivilegeChecks } from './least_privilege.ts';
@@ -18,5 +19,6 @@ describe.skipIf(!plane.available)('against a real Kubernetes control plane (v1.2
   countingScenarios(plane);
   killAndFailoverScenarios(plane);
   enrichmentScenarios(plane);
+  badInputScenarios(plane);
   leastPrivilegeChecks(plane);
 });

@@ -32,11 +32,11 @@ export async function deleteLease(cp: ControlPlane): Promise<void> {
 }
 
 /** A cluster agent (kubernetes_events with leader election, the leader-only trackers) of `name`. */
-export function clusterAgent(cp: ControlPlane, o: { name: string; root: string; otlpEndpoint?: string; extra?: string[]; env?: Record<string, string> }): RealAgent {
+export function clusterAgent(cp: ControlPlane, o: { name: string; root: string; otlpEndpoint?: string; extra?: string[]; env?: Record<string, string>; kubeconfig?: string }): RealAgent {
   const opts: AgentOptions = {
     name: o.name,
     root: o.root,
-    identity: cp.clusterAgent,
+    identity: o.kubeconfig ? { ...cp.clusterAgent, kubeconfig: o.kubeconfig } : cp.clusterAgent,
     nodeName: `${o.name}-node`,
     sources: [
       'cluster:',

@@ -120,8 +120,20 @@ export class KubernetesEventsSource implements Source {
     return this.started && !this.stopping && this.notReadyReason === undefined;
   }
 
-  /** Why the source is not ready while it runs (the API connection `kubernetes.mode` asks for cannot be made). */
-  notReadyReason: string | undefined;
+  /**
+   * Why the source is not ready while it runs: the API connection `kubernetes.mode` asks for cannot
+   * be made, or the API refuses or fails what it needs (RBAC removed: 403 on the Lease or the events
+   * watch); cleared as soon as a request succeeds again.
+   */
+  get notReadyReason(): string | undefined {
+    if (this.connectionProblem) return this.connectionProblem;
+    const watch = this.watch?.problem;
+    if (watch) return `cluster events: ${watch}`;
+    if (this.elector?.problem) return `leader election: ${this.elector.problem}`;
+    return undefined;
+  }
+
+  private connectionProblem: string | undefined;
 
   /** Events uids remembered for counting (bounded by max_tracked_events). */
   get tracked(): number {
@@ -179,8 +191,8 @@ export class KubernetesEventsSource implements Source {
     } catch (e) {
       // An explicit kubernetes.mode that cannot work (validate --check says so before a rollout):
       // the agent's other sources go on; this one stays not ready, saying why.
-      this.notReadyReason = `no Kubernetes API connection: ${(e as Error).message}`;
-      this.ctx.log.error(`source ${this.name}: ${this.notReadyReason}; cluster events are not watched`);
+      this.connectionProblem = `no Kubernetes API connection: ${(e as Error).message}`;
+      this.ctx.log.error(`source ${this.name}: ${this.connectionProblem}; cluster events are not watched`);
       return;
     }
     if (!this.connection) {
