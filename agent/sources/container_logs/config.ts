@@ -16,7 +16,9 @@ export const containerLogsConfig = z.strictObject({
   read_from: z.enum(['beginning', 'end']).default('beginning'),
   format: z.enum(['auto', 'cri', 'docker']).default('auto'),
   /** Physical lines and joined P/F records longer than this are cut and marked truncated. */
-  max_line_bytes: size('1MiB').default(1024 * 1024),
+  max_line_bytes: size('1MiB')
+    .pipe(z.number().min(1, { error: 'expected a size above 0, like 1MiB' }))
+    .default(1024 * 1024),
   /** How often include globs are re-scanned (fs events make most pick-ups faster). */
   glob_interval: duration('1s').default(1000),
   /** Fallback poll of open files for growth, for file systems whose events are lost. */
@@ -29,7 +31,9 @@ export const containerLogsConfig = z.strictObject({
   rotate_wait: duration('5s').default(5000),
   checkpoint_interval: duration('1s').default(1000),
   /** Bytes read from one file before the tailer moves to the next (fairness between files). */
-  read_chunk: size('64KiB').default(64 * 1024),
+  read_chunk: size('64KiB')
+    .pipe(z.number().min(1024, { error: 'expected at least 1KiB' }))
+    .default(64 * 1024),
   /** Cap on open descriptors; idle live files are closed and reopened by path when over it. */
   max_open_files: z.number().int().min(8).default(1024),
   /**

@@ -23,7 +23,9 @@ export const multilineConfig = z
     /** A group with no new line for this long is emitted as it is. */
     timeout: duration('1s').default(1000),
     max_lines: z.number().int().min(1).default(MULTILINE_DEFAULT_MAX_LINES),
-    max_bytes: size('1MiB').default(MULTILINE_DEFAULT_MAX_BYTES),
+    max_bytes: size('1MiB')
+      .pipe(z.number().min(1, { error: 'expected a size above 0, like 1MiB' }))
+      .default(MULTILINE_DEFAULT_MAX_BYTES),
   })
   .superRefine((c, ctx) => {
     if (c.start_pattern !== undefined && c.mode !== undefined && c.mode !== 'start_pattern') {

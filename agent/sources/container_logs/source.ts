@@ -94,6 +94,9 @@ export class ContainerLogsSource implements Source {
     this.store = new CheckpointStore(ctx.dataDir, name);
     this.layout = new LayoutCheck(config.allowed_roots);
     this.multiline = this.multilineOptions();
+    // Every file gets a decoder made from these settings: making one now finds what is wrong with
+    // them (a multiline or line bound) while the source is built, where start and a reload catch it.
+    this.decoderFor('', {});
     this.warnings = new RateLimitedLog(ctx.log);
     // TAIL_BYTES more: every read also takes the bytes just before its offset (TailedFile.read).
     this.buf = Buffer.allocUnsafe(Math.max(config.read_chunk, config.max_line_bytes, DOCKER_PHYSICAL_LINE_CAP) + 1 + TAIL_BYTES);
