@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { appendFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent } from '../../agent/agent.ts';
@@ -36,7 +36,7 @@ function lines(): string {
   return s;
 }
 
-async function setup(o: { metadata?: string; source?: string; outputs?: string } = {}): Promise<{ tree: NodeTree; agent: Agent; logs: string[]; base: string }> {
+async function setup(o: { metadata?: string; source?: string; outputs?: string; firstLines?: number } = {}): Promise<{ tree: NodeTree; agent: Agent; logs: string[]; base: string; log: string }> {
   requireNode24();
   const fake = new FakeKubeApiServer({ token: 'tok' });
   await fake.start();
@@ -70,8 +70,8 @@ ${o.outputs ?? ''}`,
   const agent = new Agent(config, createLogger('debug', (l) => logs.push(l)));
   cleanups.push(() => agent.stop().then(() => undefined));
   await agent.start();
-  tree.container({ namespace: 'shop', pod: 'flood-1', uid: pod.metadata.uid!, content: lines() });
-  return { tree, agent, logs, base: `http://127.0.0.1:${port}` };
+  const c = tree.container({ namespace: 'shop', pod: 'flood-1', uid: pod.metadata.uid!, content: lines().split('\n').slice(0, o.firstLines ?? 200).map((l) => `${l}\n`).join('') });
+  return { tree, agent, logs, base: `http://127.0.0.1:${port}`, log: c.logPath };
 }
 
 describe('hardening: pod metadata has a budget', { timeout: 120_000 }, () => {
@@ -123,11 +123,16 @@ describe('hardening: pod metadata has a budget', { timeout: 120_000 }, () => {
 
   it('a source window of 256 KiB stops reading after about 40 enriched records, not 200 raw lines', async () => {
     const closed = await freePort();
-    // Reads of 1 KiB (about 12 lines each), so the window can stop the source between them.
-    const { tree, base } = await setup({
+    // Reads of 1 KiB (about 12 lines each), so the window can stop the source between them. One
+    // line first, and the rest once the pod is known: records of a pod not known yet are held,
+    // unweighed, until it is (kubernetes_metadata.wait_for_pod).
+    const { tree, base, log } = await setup({
       source: '    max_unacked_bytes: 256KiB\n    read_chunk: 1KiB\n',
       outputs: `  down: { type: http, inputs: [containers], endpoint: "http://127.0.0.1:${closed}", retry: { initial: 1s, max: 1s } }\n`,
+      firstLines: 1,
     });
+    await waitFor('the first record enriched', () => readRecords(tree.outputPath)[0]?.resource['k8s.pod.label.app'] === 'flood', 60_000);
+    appendFileSync(log, lines().split('\n').slice(1).join('\n'));
     await waitFor('the window full', async () => ((await scrapeMetric(base, 'telemetry_agent_source_unacked_bytes', { source: 'containers' })) ?? 0) >= 256 * 1024, 60_000);
     // Past its window the source reads no further until something is accepted, which the down
     // output never does: what it read by now is all it reads, far short of the 200 lines.
