@@ -1,4 +1,4 @@
-import { fstatSync, lstatSync, openSync, statSync, closeSync, type Stats } from 'node:fs';
+import { fstatSync, openSync, realpathSync, statSync, closeSync, type Stats } from 'node:fs';
 import { dirname, join, matchesGlob } from 'node:path';
 import type { ReadPace } from '../../pipeline.ts';
 import type { Attributes, LogRecord } from '../../record.ts';
@@ -12,7 +12,7 @@ import { CheckpointStore, type FileCheckpoint } from './checkpoint_store.ts';
 import { ContainerDecoder, DOCKER_PHYSICAL_LINE_CAP } from './container_decoder.ts';
 import { discover, globBase, type DiscoveredFile } from './discovery.ts';
 import { LayoutCheck } from './layout_check.ts';
-import { FolderListings, liveBaseOf } from './folder_listing.ts';
+import { FolderListings, liveBaseOf, restartOf, type FolderFile } from './folder_listing.ts';
 import { TAIL_BYTES, fingerprint, fingerprintMatches, identityKey, tailMatches } from './file_identity.ts';
 import { resourceFromPaths } from './path_metadata.ts';
 import { ReadPacing } from './read_pacing.ts';
@@ -31,6 +31,24 @@ const MTIME_SLACK_MS = 5000;
 const FIRST_SCAN_SLICE = 500;
 /** How often a long first scan logs how far it is. */
 const PROGRESS_EVERY_MS = 2000;
+
+/** Why recoverFolder reads a file it opens, for its log line. */
+interface RecoveryReasons {
+  /** A file the agent knew (a checkpointed one no glob names now). */
+  known(rotated: boolean): string;
+  /** A file of a known instance after its last known file. */
+  after(base: string): string;
+  /** A file of a restart the agent knows nothing of. */
+  restart(restart: number): string;
+}
+
+/** Adds `path`'s live base to its folder's set. */
+function addBase(byDir: Map<string, Set<string>>, path: string): void {
+  const dir = dirname(path);
+  const bases = byDir.get(dir);
+  if (bases) bases.add(liveBaseOf(path));
+  else byDir.set(dir, new Set([liveBaseOf(path)]));
+}
 
 /**
  * Source `container_logs`: finds container log files, reads them in large chunks, decodes lines to
@@ -124,7 +142,7 @@ export class ContainerLogsSource implements Source {
     await this.scanFirst();
     if (this.stopping) return;
     this.listings = new FolderListings();
-    this.recoverRotated();
+    this.recoverAfterRestart();
     this.restore.clear();
     this.firstScan = undefined;
     this.rereadUnknown = undefined;
@@ -288,6 +306,12 @@ export class ContainerLogsSource implements Source {
     const key = identityKey(st);
     const known = this.files.get(key);
     if (known) {
+      if (known.linkPath === undefined && known.state === 'orphaned' && !known.finished && known.realPath === found.realPath) {
+        // Opened beside a file that lost its symlink (recoverBehind) just before kubelet made its
+        // own: a glob names it now, so it lives on (not finished when idle, then read again from 0).
+        known.state = 'live';
+        this.ctx.log.debug(`source ${this.name}: ${found.realPath} has a symlink now (${found.linkPath}); tailing it as a live file`);
+      }
       known.linkPath ??= found.linkPath;
       return;
     }
@@ -309,13 +333,16 @@ export class ContainerLogsSource implements Source {
 
   private afterScan(scan: number, seenLinks: Set<string>): void {
     // A symlink gone (pod deleted, container garbage-collected): read what is left, then let go.
+    const unlinked = new Set<string>();
     for (const file of this.files.values()) {
       if (file.state === 'live' && file.linkPath !== undefined && !seenLinks.has(file.linkPath)) {
         file.state = 'orphaned';
         file.atEof = false;
         this.dirty.add(file);
+        unlinked.add(dirname(file.realPath));
       }
     }
+    if (unlinked.size > 0) this.recoverBehind(unlinked);
     // A problem gone since (the target appeared, the file became readable) is counted again if it comes back.
     for (const [key, seen] of this.reported) if (seen.fromScan && seen.scan !== scan) this.reported.delete(key);
     this.updateGauges();
@@ -453,69 +480,155 @@ export class ContainerLogsSource implements Source {
   }
 
   /**
-   * After a restart: files the checkpoint knew that the globs no longer name were rotated while we
-   * were away. Find them beside their old path by inode and finish them first; rotated copies
-   * written since the last checkpoint are read from their start.
+   * After a restart, in every folder a checkpointed file lived in (recoverFolder): the checkpointed
+   * files no glob names any more (rotated, or their symlink deleted with the pod while the agent was
+   * down) resume at their offsets, found by inode; what was made after them, including restarts of
+   * the container the agent never saw, is read from byte 0. In folders no checkpointed file lived in
+   * (a pod that appeared while the agent was down, found by a glob), rotated copies written since
+   * the checkpoint are read before the live file.
    */
-  private recoverRotated(): void {
+  private recoverAfterRestart(): void {
     const restoredAt = this.restoredAt;
     if (restoredAt === undefined) return;
-    const dirs = new Map<string, Set<string>>();
-    const add = (path: string) => dirs.set(dirname(path), (dirs.get(dirname(path)) ?? new Set()).add(liveBaseOf(path)));
-    /** Live paths of checkpointed files no glob names any more. */
-    const untracked = new Set<string>();
-    for (const cp of this.restore.values()) {
-      if (this.files.has(`${cp.dev}:${cp.ino}`)) continue;
-      add(cp.path);
-      untracked.add(join(dirname(cp.path), liveBaseOf(cp.path)));
-      this.resumeOrphan(cp);
+    const known = new Map<string, Set<string>>();
+    for (const cp of this.restore.values()) addBase(known, cp.path);
+    const covered = new Set<string>();
+    for (const [dir, bases] of known) {
+      const reasons: RecoveryReasons = {
+        known: (rotated) => `${rotated ? 'was rotated' : 'lost its symlink'} while the agent was down`,
+        after: (base) => `was made after the agent last saw ${base} and has no symlink`,
+        restart: (n) => `is restart ${n} of the container, which the checkpoint does not know, and has no symlink`,
+      };
+      // A rotated copy before the last checkpointed file of its instance and not in the checkpoint
+      // was read and forgotten, unless it was written since (a checkpoint that lost entries).
+      const checkpointed = (key: string) => this.restore.has(key);
+      for (const base of this.recoverFolder(dir, bases, checkpointed, (st) => st.mtimeMs >= restoredAt, reasons)) covered.add(join(dir, base));
     }
-    for (const file of this.files.values()) add(file.realPath);
-    for (const [dir, bases] of dirs) {
-      for (const base of bases) {
-        const livePath = join(dir, base);
-        const live = this.byPath.get(livePath);
-        const last = this.trackRotated(dir, base, undefined, live, (st, key) => this.restore.has(key) || st.mtimeMs >= restoredAt);
-        if (live && last) live.predecessor = last;
-        else if (!live && untracked.has(livePath)) this.resumeSuccessor(livePath, last, restoredAt);
-      }
+    // Elsewhere only rotated copies written since the checkpoint: see recoverFolder for why no more.
+    for (const file of [...this.files.values()]) {
+      const dir = dirname(file.realPath);
+      const base = liveBaseOf(file.realPath);
+      if (covered.has(join(dir, base))) continue;
+      covered.add(join(dir, base));
+      const live = this.byPath.get(join(dir, base));
+      const last = this.trackRotated(dir, base, undefined, live, (st) => st.mtimeMs >= restoredAt);
+      if (live && last) live.predecessor = last;
     }
   }
 
   /**
-   * Rotated and then its symlink deleted (pod deleted) while the agent was down: the file now at
-   * the live path was written since the checkpoint, and no glob names it. Read it to its end after
-   * the rotated copies.
+   * While running: `dirs` lost their symlinks since the last scan (pod deleted). Anything kubelet
+   * made there since that scan (a restart's `<n+1>.log`, a rotation's new file) has no symlink left
+   * to be found by: read it after the files the agent tracks.
    */
-  private resumeSuccessor(path: string, predecessor: TailedFile | undefined, restoredAt: number): void {
-    let st: Stats;
-    try {
-      st = lstatSync(path);
-    } catch {
-      return;
+  private recoverBehind(dirs: ReadonlySet<string>): void {
+    const known = new Map<string, Set<string>>();
+    const keys = new Set<string>();
+    for (const file of this.files.values()) {
+      if (!dirs.has(dirname(file.realPath))) continue;
+      addBase(known, file.realPath);
+      keys.add(file.key);
     }
-    if (!st.isFile() || this.files.has(identityKey(st)) || st.mtimeMs < restoredAt - MTIME_SLACK_MS) return;
-    if (this.layout.problem(path, path) || this.config.exclude.some((g) => matchesGlob(path, g))) return;
-    const file = this.open(path, undefined, st, false, undefined, predecessor?.decoder.resource);
-    if (!file) return;
-    file.state = 'orphaned';
-    file.predecessor = predecessor;
-    this.ctx.log.info(`source ${this.name}: ${path} was rotated and lost its symlink while the agent was down; reading the new file to its end`);
+    const reasons: RecoveryReasons = {
+      known: () => 'is tracked',
+      after: (base) => `was made after the last scan saw ${base} and its symlink is gone`,
+      restart: (n) => `is restart ${n} of the container, made and unlinked between two scans`,
+    };
+    for (const [dir, bases] of known) this.recoverFolder(dir, bases, (key) => keys.has(key), () => false, reasons);
   }
 
-  /** A file whose symlink went away while we were down (pod deleted) is still read to its end. */
-  private resumeOrphan(cp: FileCheckpoint): void {
-    let st: Stats;
+  /**
+   * Reads what a container folder holds beyond the files the agent knows, in kubelet's order (by
+   * restart count; within one, rotated copies oldest first, then the live file), each file after
+   * the one before it. `bases`: the instances (`<n>.log`) it knows files of; `known`: those files.
+   * - Files of a known instance after its last known file were made after the agent last saw it
+   *   (a new file at the live path, rotated copies newer than it): none can have been read, so they
+   *   are read from byte 0, whatever their times (a file written before the checkpoint by a
+   *   container the agent was behind on is as unread as one written after).
+   * - Every file of a later instance the agent knows nothing of (a restart: kubelet makes
+   *   `<n+1>.log` beside `<n>.log`), with its rotated copies, is read from byte 0: the checkpoint
+   *   cannot vouch for any of it, whether it was seen or not before a crash.
+   * - Files before a known instance's last known file that it does not know are read when
+   *   `earlier` says so.
+   * Not read: instances with a lower restart count than every known one, and folders holding no
+   * known file (the caller's choice). Those are history: the agent read them to their end and let
+   * them go (a deleted pod's files stay on disk for a while; a dead instance's until it is
+   * garbage-collected), or they predate what the agent was asked to read (the first start). No entry
+   * tells the two apart from files never read, and reading them would send whole pods' logs again
+   * on every restart. Returns the live bases it went through.
+   */
+  private recoverFolder(
+    dir: string,
+    bases: ReadonlySet<string>,
+    known: (key: string) => boolean,
+    earlier: (st: Stats) => boolean,
+    reasons: RecoveryReasons,
+  ): string[] {
+    // The folder came from a checkpoint (untrusted) or a tracked file: it must still be a folder of
+    // its own, not a symlink leading elsewhere.
     try {
-      st = statSync(cp.path);
+      if (realpathSync.native(dir) !== dir) return [];
     } catch {
-      return;
+      return [];
     }
-    if (st.dev !== cp.dev || st.ino !== cp.ino) return;
-    const file = this.open(cp.path, undefined, st, false, undefined);
-    if (!file) return;
-    file.state = 'orphaned';
-    this.ctx.log.info(`source ${this.name}: ${cp.path} lost its symlink while the agent was down; reading it to its end from byte ${file.readOffset}`);
+    let lowest: number | undefined;
+    const others: string[] = [];
+    for (const base of bases) {
+      const n = restartOf(base);
+      if (n === undefined) others.push(base); // docker's `<id>-json.log`: one instance per folder
+      else if (lowest === undefined || n < lowest) lowest = n;
+    }
+    const instances: { base: string; restart?: number; files: FolderFile[] }[] = lowest === undefined ? [] : this.listings.instancesFrom(dir, lowest);
+    for (const base of others) instances.push({ base, files: this.listings.instance(dir, base) });
+    /** The last file of the chain so far, and whether this recovery opened it. */
+    let tail: { file: TailedFile; opened: boolean } | undefined;
+    for (const { base, restart, files } of instances) {
+      const knownInstance = bases.has(base);
+      let lastKnown = -1;
+      if (knownInstance) files.forEach(({ st }, i) => known(identityKey(st)) && (lastKnown = i));
+      let resource: Attributes | undefined;
+      for (const [i, { path, st }] of files.entries()) {
+        const key = identityKey(st);
+        let file = this.files.get(key);
+        const opened = file === undefined;
+        if (file === undefined) {
+          const isKnown = known(key);
+          if (i < lastKnown && !isKnown && !earlier(st)) continue;
+          const rotated = path !== join(dir, base);
+          const why = isKnown ? reasons.known(rotated) : !knownInstance && restart !== undefined ? reasons.restart(restart) : i > lastKnown ? reasons.after(base) : 'was rotated since the checkpoint';
+          resource ??= this.instanceResource(dir, base);
+          file = this.openRecovered(path, st, rotated, resource, why);
+          if (!file) continue;
+        }
+        // Chained only where this recovery opened one of the two: files already tracked keep theirs,
+        // and a live file (its container runs) never ends, so nothing waits for it.
+        if (tail && (opened || tail.opened) && tail.file !== file && tail.file.state !== 'live' && !file.predecessor) file.predecessor = tail.file;
+        tail = { file, opened };
+      }
+    }
+    return instances.map((i) => i.base);
+  }
+
+  /**
+   * The resource of a container instance's files: its tracked live file's (which has the container
+   * id from the symlink's name), else from the path alone (restart count from the file name).
+   */
+  private instanceResource(dir: string, base: string): Attributes {
+    const live = this.byPath.get(join(dir, base));
+    if (live?.linkPath !== undefined) return live.decoder.resource;
+    const path = join(dir, base);
+    return Object.freeze(resourceFromPaths(path, path, this.ctx.nodeName));
+  }
+
+  /** A file no glob names, found beside the ones the agent knows; kubelet's layout and `exclude` still apply. */
+  private openRecovered(path: string, st: Stats, rotated: boolean, resource: Attributes, why: string): TailedFile | undefined {
+    if (this.layout.problem(path, path) || this.config.exclude.some((g) => matchesGlob(path, g))) return undefined;
+    const file = this.open(path, undefined, st, false, undefined, resource);
+    if (!file) return undefined;
+    if (rotated) this.byPath.delete(path);
+    file.state = rotated ? 'rotated' : 'orphaned';
+    this.ctx.log.info(`source ${this.name}: ${path} ${why}; reading it to its end from byte ${file.readOffset}`);
+    return file;
   }
 
   /**
