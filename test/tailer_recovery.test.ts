@@ -12,7 +12,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { CheckpointStore, type FileCheckpoint } from '../agent/sources/container_logs/checkpoint_store.ts';
 import { fingerprint, tailAt } from '../agent/sources/container_logs/file_identity.ts';
 import { FolderListings } from '../agent/sources/container_logs/folder_listing.ts';
@@ -25,6 +25,21 @@ import { AgentHarness, NodeTree, SOURCE, criLine, criLines, type ConfigValue, ty
  * starts the agent (or, for the running agent, changes the files in one synchronous turn, so no scan
  * can fall in between): nothing depends on timing.
  */
+
+/** Runs once, just before the agent next lists `dir` (the folder listing of a scan or a recovery). */
+const listing = vi.hoisted(() => ({ dir: '', before: undefined as (() => void) | undefined }));
+vi.mock('node:fs', async (importOriginal) => {
+  const fs = await importOriginal<typeof import('node:fs')>();
+  const readdirSync = ((path: string, ...rest: unknown[]) => {
+    if (listing.before && path === listing.dir) {
+      const before = listing.before;
+      listing.before = undefined;
+      before();
+    }
+    return (fs.readdirSync as (...a: unknown[]) => unknown)(path, ...rest);
+  }) as typeof fs.readdirSync;
+  return { ...fs, readdirSync, default: { ...fs, readdirSync } };
+});
 
 const harnesses: AgentHarness[] = [];
 const trees: NodeTree[] = [];
@@ -205,6 +220,29 @@ describe('container_logs after a restart: files a checkpointed file\'s folder ga
     });
     expect(bodies(all).sort()).toEqual(['h1-2', 'live-1']);
     expect(all.find(ofFile(live.logPath))).toBeDefined();
+  });
+
+  it('a rotation between the first scan\'s glob and the folder listing, the checkpointed file still linked: the new 0.log is left to the next scan, which reads it after the old one, and the old one is finished', async () => {
+    const t = tree();
+    const c = t.container({ pod: 'racy', content: criLines(['a-head']) });
+    saveCheckpoint(t, [entryFor(c.logPath, criLines(['a-head']).length)]);
+    // Several read chunks (64 KiB) left: read beside the old one, the new file would cut in.
+    const rest = Array.from({ length: 3000 }, (_, i) => `a-${String(i).padStart(4, '0')} ${'x'.repeat(60)}`);
+    appendFileSync(c.logPath, criLines(rest));
+    Object.assign(listing, {
+      dir: dirname(c.logPath),
+      before: () => {
+        renameSync(c.logPath, `${c.logPath}.20261121-100000`);
+        put(c.logPath, ['b-1']);
+      },
+    });
+
+    const h = harness(t);
+    await h.start();
+    expect(listing.before).toBeUndefined(); // the rotation happened where it should
+    const all = await h.waitForBody('b-1');
+    expect(bodies(all)).toEqual([...rest, 'b-1']);
+    await h.waitFor('the old file finished (rotated, drained, idle for rotate_wait) and let go', async () => (await h.metric('telemetry_agent_files_tailed', { source: SOURCE })) === 1 || undefined);
   });
 
   it('kubelet\'s layout and exclude still apply: a restart file or rotated copy that is a symlink, an excluded restart, and a container folder now a symlink are not read', async () => {

@@ -586,8 +586,20 @@ export class ContainerLogsSource implements Source {
       const knownInstance = bases.has(base);
       let lastKnown = -1;
       if (knownInstance) files.forEach(({ st }, i) => known(identityKey(st)) && (lastKnown = i));
+      // The file a scan last found at the live path, still linked: scans follow this instance. What
+      // the listing shows after it was made by a rotation since that scan's glob; the next scan takes
+      // it as the successor (consider: the old file marked rotated, the new one waiting for it), or
+      // recoverBehind does once the symlink is gone. Opened here, it would be read beside the old
+      // file, which would never be marked rotated.
+      const holder = this.byPath.get(join(dir, base));
+      let until = files.length;
+      if (holder?.state === 'live') {
+        const at = files.findIndex(({ st }) => identityKey(st) === holder.key);
+        until = at >= 0 ? at + 1 : lastKnown + 1;
+      }
       let resource: Attributes | undefined;
       for (const [i, { path, st }] of files.entries()) {
+        if (i >= until) break;
         const key = identityKey(st);
         let file = this.files.get(key);
         const opened = file === undefined;
