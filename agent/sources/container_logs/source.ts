@@ -492,17 +492,18 @@ export class ContainerLogsSource implements Source {
     if (restoredAt === undefined) return;
     const known = new Map<string, Set<string>>();
     for (const cp of this.restore.values()) addBase(known, cp.path);
+    const reasons: RecoveryReasons = {
+      known: (rotated) => `${rotated ? 'was rotated' : 'lost its symlink'} while the agent was down`,
+      after: (base) => `was made after the agent last saw ${base}`,
+      restart: (n) => `is restart ${n} of the container, which the checkpoint does not know`,
+    };
+    const checkpointed = (key: string) => this.restore.has(key);
+    // A rotated copy before the last checkpointed file of its instance and not in the checkpoint
+    // was read and forgotten, unless it was written since (a checkpoint that lost entries).
+    const writtenSince = (st: Stats) => st.mtimeMs >= restoredAt;
     const covered = new Set<string>();
     for (const [dir, bases] of known) {
-      const reasons: RecoveryReasons = {
-        known: (rotated) => `${rotated ? 'was rotated' : 'lost its symlink'} while the agent was down`,
-        after: (base) => `was made after the agent last saw ${base} and has no symlink`,
-        restart: (n) => `is restart ${n} of the container, which the checkpoint does not know, and has no symlink`,
-      };
-      // A rotated copy before the last checkpointed file of its instance and not in the checkpoint
-      // was read and forgotten, unless it was written since (a checkpoint that lost entries).
-      const checkpointed = (key: string) => this.restore.has(key);
-      for (const base of this.recoverFolder(dir, bases, checkpointed, (st) => st.mtimeMs >= restoredAt, reasons)) covered.add(join(dir, base));
+      for (const base of this.recoverFolder(dir, bases, checkpointed, writtenSince, reasons)) covered.add(join(dir, base));
     }
     // Elsewhere only rotated copies written since the checkpoint: see recoverFolder for why no more.
     for (const file of [...this.files.values()]) {
@@ -530,9 +531,9 @@ export class ContainerLogsSource implements Source {
       keys.add(file.key);
     }
     const reasons: RecoveryReasons = {
-      known: () => 'is tracked',
-      after: (base) => `was made after the last scan saw ${base} and its symlink is gone`,
-      restart: (n) => `is restart ${n} of the container, made and unlinked between two scans`,
+      known: (rotated) => (rotated ? 'was rotated' : 'lost its symlink'), // never: known files are tracked
+      after: (base) => `was made after the last scan saw ${base}, and the symlink is gone`,
+      restart: (n) => `is restart ${n} of the container, made after the last scan, and the symlink is gone`,
     };
     for (const [dir, bases] of known) this.recoverFolder(dir, bases, (key) => keys.has(key), () => false, reasons);
   }
