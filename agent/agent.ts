@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { isDeepStrictEqual } from 'node:util';
 import type { AgentConfig } from './config/schema.ts';
 import { checkTarget } from './config/target_check.ts';
+import type { EarlyPort } from './early_port.ts';
 import { parserFromConfig } from './enrichment/body_parser.ts';
 import { podMetadataConfig } from './enrichment/config.ts';
 import { EnrichStage } from './enrichment/enrich_stage.ts';
@@ -83,6 +84,7 @@ export class Agent {
   /** Outputs a reload removed that are still delivering what they hold, by name. */
   private readonly removing = new Map<string, Promise<void>>();
   private server: AgentServer;
+  private readonly earlyPort: EarlyPort | undefined;
   /** Outputs, transforms and sources are built and registered (sources may still be starting). */
   private built = false;
   /** Sources registered but not started yet: a stop during start does not stop or close them (nor write their checkpoints). */
@@ -94,8 +96,11 @@ export class Agent {
   private readonly failedSources = new Map<string, string>();
   address: AddressInfo | undefined;
 
-  constructor(config: AgentConfig, log?: Logger) {
+  /** `port`: the config's port, bound already (agent/early_port.ts): start takes it over rather than binding. */
+  constructor(config: AgentConfig, log?: Logger, opts: { port?: EarlyPort } = {}) {
     this.config = config;
+    this.earlyPort = opts.port?.listen === config.server.listen ? opts.port : undefined;
+    if (opts.port && !this.earlyPort) opts.port.close();
     // A logger handed in (demo, tests) keeps its own level; the agent's own follows log_level.
     const own = log ? undefined : createLogger(config.log_level, undefined, config.log_format);
     this.log = log ?? own!;
@@ -285,7 +290,7 @@ export class Agent {
   private async startParts(): Promise<void> {
     const listen = this.config.server.listen;
     try {
-      this.address = await this.server.listen(listen);
+      this.address = this.earlyPort ? this.server.adopt(this.earlyPort.release()) : await this.server.listen(listen);
     } catch (err) {
       throw new StartupError([`server.listen: ${listenProblem(err, listen)}`]);
     }

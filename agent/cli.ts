@@ -154,17 +154,31 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'run': {
       const file = configPath(values);
-      const { loadConfigFile, ConfigError } = await import('./config/load.ts');
-      const config = loadConfigFile(file);
-      const [{ Agent, StartupError }, { runUntilSignal }] = await Promise.all([import('./agent.ts'), import('./lifecycle.ts')]);
-      // Loading modules never lets the event loop turn: a signal that arrived meanwhile is
-      // handled here, before anything starts.
-      await new Promise((r) => setImmediate(r));
-      if (signals.stopRequested) return 0;
+      // The port first (the kubelet's liveness probe), then everything else: see agent/early_port.ts.
+      const { readConfigText } = await import('./config/read.ts');
+      const text = readConfigText(file);
+      const { EarlyPort, loadInSteps } = await import('./early_port.ts');
+      const port = await EarlyPort.bind(text, process.env);
       try {
-        return await runUntilSignal(new Agent(config), { configFile: file, signals });
+        await loadInSteps();
+        const { parseConfig, ConfigError } = await import('./config/load.ts');
+        const config = parseConfig(text, file);
+        const [{ Agent, StartupError }, { runUntilSignal }] = await Promise.all([import('./agent.ts'), import('./lifecycle.ts')]);
+        // Loading modules never lets the event loop turn: a signal that arrived meanwhile is
+        // handled here, before anything starts.
+        await new Promise((r) => setImmediate(r));
+        if (signals.stopRequested) {
+          port?.close();
+          return 0;
+        }
+        try {
+          return await runUntilSignal(new Agent(config, undefined, { port }), { configFile: file, signals });
+        } catch (err) {
+          if (err instanceof StartupError) throw new ConfigError(file, err.problems, 'cannot start on this node');
+          throw err;
+        }
       } catch (err) {
-        if (err instanceof StartupError) throw new ConfigError(file, err.problems, 'cannot start on this node');
+        port?.close();
         throw err;
       }
     }

@@ -81,7 +81,7 @@ interface Connection {
  */
 export class AgentServer {
   private readonly server: Server;
-  private readonly listener: NetServer;
+  private listener: NetServer;
   private readonly metrics: SelfMetrics;
   private readonly health: Health;
   private readonly routes: StatusRoutes | undefined;
@@ -127,11 +127,7 @@ export class AgentServer {
     // Connections are accepted by a plain listener first: one refused at the cap costs a socket
     // closed, not an HTTP parser set up and torn down (under a flood that is most of them). Those
     // admitted are handed to the HTTP server; 'listening' starts its timeout checks.
-    this.listener = createNetServer({ pauseOnConnect: true }, (socket) => {
-      if (!this.admit(socket)) return;
-      this.server.emit('connection', socket);
-      socket.resume();
-    });
+    this.listener = createNetServer({ pauseOnConnect: true }, this.accept);
     this.server.emit('listening');
     // Node's own answer to a request that broke a limit (408 past a timeout, 431 for headers too
     // large, 400 for garbage), counted; a socket that cannot take an answer is just closed.
@@ -147,6 +143,22 @@ export class AgentServer {
       socket.write(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
       socket.destroy();
     });
+  }
+
+  private readonly accept = (socket: Socket): void => {
+    if (!this.admit(socket)) return;
+    this.server.emit('connection', socket);
+    socket.resume();
+  };
+
+  /**
+   * Takes over a port bound earlier (agent/early_port.ts, bound before the agent's modules loaded),
+   * instead of binding one. It must be a paused-on-connect listener, as this server's own is.
+   */
+  adopt(listener: NetServer): AddressInfo {
+    this.listener = listener;
+    listener.on('connection', this.accept);
+    return listener.address() as AddressInfo;
   }
 
   /** New bounds (a reload): connections beyond a lower cap go as new ones arrive. */

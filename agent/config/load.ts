@@ -1,64 +1,19 @@
-import { closeSync, openSync, readSync } from 'node:fs';
 import { parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { expandEnv, type Substitution } from './env.ts';
 import { closest } from './did_you_mean.ts';
 import { configSchema, type AgentConfig } from './schema.ts';
+import { ConfigError } from './config_error.ts';
+import { MAX_CONFIG_BYTES, readConfigText } from './read.ts';
 
-/** A config that cannot be used: one line per problem, each naming its key path. */
-export class ConfigError extends Error {
-  readonly problems: string[];
-  /** The command line exits 2 with the message alone (agent/cli.ts). */
-  readonly exitTwo = true;
-  constructor(file: string, problems: string[], headline = 'invalid config') {
-    super(`${file}: ${headline}\n${problems.map((p) => `  ${p}`).join('\n')}`);
-    this.problems = problems;
-  }
-}
+export { ConfigError } from './config_error.ts';
+export { MAX_CONFIG_BYTES, readConfigText } from './read.ts';
 
-/**
- * The largest config file read. A ConfigMap holds at most 1 MiB altogether; a bigger file is a
- * mistake (or an attack on the parser), refused before it is read into memory.
- */
-export const MAX_CONFIG_BYTES = 1024 * 1024;
 /** Aliases resolved while building the document: a few are handy, a billion laughs are not. */
 export const MAX_ALIAS_COUNT = 100;
 /** Problems printed; more say how many more there were. */
 const MAX_PROBLEMS = 50;
 const MAX_PROBLEM_CHARS = 1000;
-
-/** The file's text, read without ever holding more than MAX_CONFIG_BYTES (a FIFO or /dev/zero too). */
-export function readConfigText(file: string): string {
-  let fd: number;
-  try {
-    fd = openSync(file, 'r');
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : e.message;
-    throw new ConfigError(file, [`cannot read config file: ${why}`], 'cannot read config file');
-  }
-  try {
-    const buf = Buffer.allocUnsafe(MAX_CONFIG_BYTES + 1);
-    let n = 0;
-    for (;;) {
-      let got: number;
-      try {
-        got = readSync(fd, buf, n, buf.length - n, null);
-      } catch (err) {
-        const e = err as NodeJS.ErrnoException;
-        throw new ConfigError(file, [`cannot read config file: ${e.code === 'EISDIR' ? 'it is a folder' : e.message}`], 'cannot read config file');
-      }
-      if (got === 0) break;
-      n += got;
-      if (n > MAX_CONFIG_BYTES) {
-        throw new ConfigError(file, [`the config file is larger than ${MAX_CONFIG_BYTES / 1024 / 1024} MiB (a ConfigMap holds at most 1 MiB); is it the right file?`], 'config file too large');
-      }
-    }
-    return buf.toString('utf8', 0, n);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): AgentConfig {
   return parseConfig(readConfigText(file), file, env);

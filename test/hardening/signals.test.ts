@@ -5,7 +5,9 @@ import { NodeTree } from '../helpers/agent_harness.ts';
 import { ChildAgent, freePort, suiteScratch, waitFor } from '../helpers/child_agent.ts';
 
 /**
- * Issue 11: "SIGTERM in the first 2 s after start: exit 143, the handlers are not installed yet".
+ * Issue 11 item 7: "/healthz answers from the first second" (the port bound and answering before
+ * the agent's modules have loaded, agent/early_port.ts), and "SIGTERM in the first 2 s after start:
+ * exit 143, the handlers are not installed yet".
  * Node kills the process on SIGTERM until a handler exists; the agent installs its handlers on the
  * first line of main, before its modules load, so a pod deleted while the agent starts stops
  * cleanly. (The few tens of milliseconds before Node runs any JavaScript are the kernel's and
@@ -64,6 +66,28 @@ describe('hardening: signals from the first line of main', { timeout: 180_000 },
       await new Promise((r) => setTimeout(r, delayMs));
       expect(await agent.kill('SIGTERM'), `SIGTERM ${delayMs} ms after the handler, stderr:\n${agent.stderr}`).toBe(0);
     }
+  });
+
+  it('/healthz answers from the first second: the port is bound and answering while the agent\'s modules still load', async () => {
+    const { agent, port } = await agentFor('healthz-early');
+    agent.start();
+    // Probe as the kubelet does, from the moment the process exists: the first /healthz 200 comes
+    // while /metrics still says the agent is starting (its modules loading, its parts not built).
+    const first = await waitFor(
+      'the first /healthz 200',
+      async () => {
+        const health = await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined);
+        if (health?.status !== 200) return undefined;
+        const metrics = await fetch(`http://127.0.0.1:${port}/metrics`);
+        return { metrics: metrics.status, body: await metrics.text(), started: agent.stderr.includes('serving http') };
+      },
+      30_000,
+      5,
+    );
+    expect(first).toEqual({ metrics: 503, body: 'starting\n', started: false });
+    await agent.ready(port, 45_000);
+    expect((await fetch(`http://127.0.0.1:${port}/metrics`)).status).toBe(200);
+    expect(await agent.kill('SIGTERM')).toBe(0);
   });
 
   it('SIGHUP while starting is not a death either (Node would exit 129): the config is read at start anyway', async () => {
