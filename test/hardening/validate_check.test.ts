@@ -89,9 +89,12 @@ ${opts.outputs}`,
     expect(await broken(config('data-dir-under-file', { dataDir: join(afile, 'data'), outputs: '  o: { type: stdout, inputs: [containers] }\n' }))).toEqual([
       `data_dir: cannot create ${join(afile, 'data')}: ${afile} is not a folder`,
     ]);
-    expect(await broken(config('data-dir-in-proc', { dataDir: '/proc/telemetry-agent', outputs: '  o: { type: stdout, inputs: [containers] }\n' }))).toEqual([
-      'data_dir: cannot create /proc/telemetry-agent in /proc: the file system takes no new files there',
-    ]);
+    const inProc = config('data-dir-in-proc', { dataDir: '/proc/telemetry-agent', outputs: '  o: { type: stdout, inputs: [containers] }\n' });
+    expect(await broken(inProc)).toEqual(['data_dir: cannot create /proc/telemetry-agent in /proc: the file system takes no new files there']);
+    // run checks the same before it builds anything: exit 2, one line, no stack.
+    const run = await runCliAsync(['run', '-c', inProc]);
+    expect(run.status).toBe(2);
+    expect(run.stderr).toBe(`${inProc}: cannot start on this node\n  data_dir: cannot create /proc/telemetry-agent in /proc: the file system takes no new files there\n`);
   });
 
   it('broken environment 2: a program the config runs is missing (journalctl not in PATH, or not executable)', async () => {
