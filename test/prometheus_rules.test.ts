@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { FakeKubeApiServer, writeKubeconfig } from '../agent/demo/kube_api_server.ts';
 import { agentNodeFlags, CLI_PATH } from '../agent/runtime_flags.ts';
-import { criLine } from './helpers/agent_harness.ts';
+import { criLine, NodeTree } from './helpers/agent_harness.ts';
 import { ChildAgent, freePort, NODE, suiteScratch, waitFor } from './helpers/child_agent.ts';
 import { requireTool } from './helpers/tools.ts';
 
@@ -129,9 +129,12 @@ describe('alert rules and dashboards against a real Prometheus', () => {
     onCleanup(() => void api.close());
     api.failNext(1_000_000, { kind: 'status', status: 403, reason: 'Forbidden', message: 'leases.coordination.k8s.io is forbidden: User "system:serviceaccount:telemetry-agent:telemetry-agent" cannot get resource "leases"' }, { resource: 'leases' });
     const dir = join(root, 'driven');
-    const [lossyLog, stuckLog] = [join(dir, 'lossy', 'a.log'), join(dir, 'stuck', 'b.log')];
-    for (const f of [lossyLog, stuckLog]) mkdirSync(join(f, '..'), { recursive: true });
-    for (const f of [lossyLog, stuckLog]) writeFileSync(f, '');
+    // Three node trees laid out as kubelet does (the source reads only kubelet's files), one container each.
+    mkdirSync(dir, { recursive: true });
+    const trees = { lossy: new NodeTree('kta-prom-lossy-'), stuck: new NodeTree('kta-prom-stuck-'), kept: new NodeTree('kta-prom-kept-') };
+    onCleanup(() => Object.values(trees).forEach((t) => t.remove()));
+    const [lossyLog, stuckLog, keptLog] = [trees.lossy, trees.stuck, trees.kept].map((t) => t.container({ namespace: 'shop', pod: 'web-1' }).logPath) as [string, string, string];
+    const include = (t: NodeTree) => JSON.stringify(join(t.containersDir, '*.log'));
     // nothing listens on `nobody`
     const config = join(dir, 'agent.yaml');
     const good = [
@@ -140,12 +143,15 @@ describe('alert rules and dashboards against a real Prometheus', () => {
       `server: { listen: "127.0.0.1:${port}" }`,
       `kubernetes: { mode: kubeconfig, kubeconfig: ${JSON.stringify(writeKubeconfig(dir, { server: api.url, insecure: true }))} }`,
       'sources:',
-      `  lossy: { type: container_logs, include: [${JSON.stringify(join(dir, 'lossy', '*.log'))}], checkpoint_interval: 200ms, glob_interval: 200ms, poll_interval: 200ms, kubernetes_metadata: { enabled: false } }`,
-      `  stuck: { type: container_logs, include: [${JSON.stringify(join(dir, 'stuck', '*.log'))}], glob_interval: 200ms, poll_interval: 200ms, max_unacked_bytes: 8KiB, kubernetes_metadata: { enabled: false } }`,
+      `  lossy: { type: container_logs, include: [${include(trees.lossy)}], glob_interval: 200ms, poll_interval: 200ms, kubernetes_metadata: { enabled: false } }`,
+      // Delivered to a file: its checkpoint moves all the time, until its folder is taken away.
+      `  kept: { type: container_logs, include: [${include(trees.kept)}], checkpoint_interval: 200ms, glob_interval: 200ms, poll_interval: 200ms, kubernetes_metadata: { enabled: false } }`,
+      `  stuck: { type: container_logs, include: [${include(trees.stuck)}], glob_interval: 200ms, poll_interval: 200ms, max_unacked_bytes: 8KiB, kubernetes_metadata: { enabled: false } }`,
       '  cluster: { type: kubernetes_events, lease_namespace: telemetry-agent, lease_duration: 3s, renew_deadline: 2s, retry_period: 500ms }',
       'outputs:',
       `  lossy: { type: http, inputs: [lossy], endpoint: "http://127.0.0.1:${nobody}/ingest", buffer: { type: memory, max_size: 16KiB, when_full: drop_newest }, retry: { initial: 100ms, max: 500ms } }`,
       `  blocked: { type: http, inputs: [stuck], endpoint: "http://127.0.0.1:${nobody}/ingest", buffer: { type: memory, max_size: 8KiB, when_full: block }, retry: { initial: 100ms, max: 500ms } }`,
+      `  archive: { type: file, inputs: [kept], path: ${JSON.stringify(join(dir, 'archive.ndjson'))} }`,
       '',
     ].join('\n');
     writeFileSync(config, good);
@@ -160,6 +166,7 @@ describe('alert rules and dashboards against a real Prometheus', () => {
       for (let i = 0; i < 200; i++, n++) text += criLine(`{"level":"info","msg":"request ${n} ${'x'.repeat(80)}"}`, { time: new Date().toISOString() });
       appendFileSync(lossyLog, text);
       appendFileSync(stuckLog, text);
+      appendFileSync(keptLog, text);
     }, 200);
     onCleanup(() => clearInterval(writer));
 
@@ -172,20 +179,24 @@ describe('alert rules and dashboards against a real Prometheus', () => {
         return (body?.data.result.length ?? 0) === 2;
       }, 60_000, 500);
       // Conditions the agent cannot reach alone: a checkpoint folder that becomes a file, a broken config, watches cut.
-      await waitFor('a checkpoint', () => existsSync(join(dir, 'data', 'checkpoints', 'lossy.json')), 20_000);
+      const writes = async () => Number(/telemetry_agent_checkpoint_writes_total\{source="kept"\} (\d+)/.exec(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())?.[1] ?? 0);
+      await waitFor('checkpoints of the source that delivers', async () => (await writes()) > 0 && existsSync(join(dir, 'data', 'checkpoints')), 60_000, 200);
       rmSync(join(dir, 'data', 'checkpoints'), { recursive: true, force: true });
       writeFileSync(join(dir, 'data', 'checkpoints'), 'not a folder');
       writeFileSync(config, good.replace('sources:', 'sources:\n  broken: { type: container_logz }'));
       driven.proc!.kill('SIGHUP');
       api.breakWatches();
 
+      /** The firing alerts: every instance's labels, by alert name. */
       const firing = async () => {
         const res = await fetch(`${api_}/alerts`).catch(() => undefined);
-        if (!res?.ok) return new Map<string, Record<string, string>>();
+        const out = new Map<string, Record<string, string>[]>();
+        if (!res?.ok) return out;
         const body = (await res.json()) as { data: { alerts: { labels: Record<string, string>; state: string }[] } };
-        return new Map(body.data.alerts.filter((a) => a.state === 'firing').map((a) => [a.labels.alertname!, a.labels]));
+        for (const a of body.data.alerts.filter((x) => x.state === 'firing')) out.set(a.labels.alertname!, [...(out.get(a.labels.alertname!) ?? []), a.labels]);
+        return out;
       };
-      let alerts = new Map<string, Record<string, string>>();
+      let alerts = new Map<string, Record<string, string>[]>();
       await waitFor(
         'every alert firing',
         async () => {
@@ -199,15 +210,18 @@ describe('alert rules and dashboards against a real Prometheus', () => {
         const log = driven.stderr.split('\n').filter((l) => !l.includes('WARN  output')).join('\n');
         throw new Error(`${err.message}: firing ${[...alerts.keys()].join(', ') || 'none'}\nagent log:\n${log.slice(-3000)}`, { cause: err });
       });
-      expect(alerts.get('TelemetryAgentOutputFailing')).toMatchObject({ job: 'telemetry-agent', output: 'lossy' });
-      expect(alerts.get('TelemetryAgentBufferOld')).toMatchObject({ output: 'lossy' });
-      expect(alerts.get('TelemetryAgentTailLagRising')).toMatchObject({ source: 'stuck' });
-      expect(alerts.get('TelemetryAgentRecordsDropped')).toMatchObject({ component: 'lossy', reason: 'buffer_full' });
-      expect(alerts.get('TelemetryAgentCheckpointErrors')).toMatchObject({ source: 'lossy' });
-      expect(alerts.get('TelemetryAgentNoClusterEventsLeader')).toMatchObject({ job: 'telemetry-agent' });
-      expect(alerts.get('TelemetryAgentConfigReloadRejected')).toMatchObject({ result: 'failure' });
-      // The demo's job has its leader (and delivers): none of its alerts fire.
-      const demoAlerts = [...(await firing()).values()].filter((l) => l.job === 'telemetry-agent-demo');
+      const instances = (name: string) => alerts.get(name) ?? [];
+      expect(instances('TelemetryAgentOutputFailing')).toContainEqual(expect.objectContaining({ job: 'telemetry-agent', output: 'lossy' }));
+      expect(instances('TelemetryAgentBufferOld')).toContainEqual(expect.objectContaining({ output: 'lossy' }));
+      expect(instances('TelemetryAgentTailLagRising')).toContainEqual(expect.objectContaining({ source: 'stuck' }));
+      expect(instances('TelemetryAgentRecordsDropped')).toContainEqual(expect.objectContaining({ component: 'lossy', reason: 'buffer_full' }));
+      expect(instances('TelemetryAgentCheckpointErrors')).toContainEqual(expect.objectContaining({ source: 'kept' }));
+      expect(instances('TelemetryAgentNoClusterEventsLeader')).toEqual([expect.objectContaining({ job: 'telemetry-agent' })]);
+      expect(instances('TelemetryAgentConfigReloadRejected')).toEqual([expect.objectContaining({ job: 'telemetry-agent', result: 'failure' })]);
+      // Where nothing is wrong, nothing fires: the delivering output, and the demo's job (it has its leader).
+      const all = [...(await firing()).values()].flat();
+      expect(all.filter((l) => l.output === 'archive' || l.component === 'archive')).toEqual([]);
+      const demoAlerts = all.filter((l) => l.job === 'telemetry-agent-demo');
       expect(demoAlerts.filter((l) => l.alertname !== 'TelemetryAgentRecordsDropped')).toEqual([]);
 
       // Every dashboard query, as Grafana sends it, returns at least one value over the run.
