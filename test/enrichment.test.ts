@@ -160,7 +160,7 @@ describe('enrichment against the API', () => {
   });
 
   it('recovers from a watch stream broken mid-chunk and from 410 Gone, and enriches pods created meanwhile', async () => {
-    const { fake, h } = await setup({ fake: { chunkBytes: 7, historySize: 5 }, source: { kubernetes_metadata: { wait_for_pod: '20s' } } });
+    const { fake, h } = await setup({ fake: { chunkBytes: 7, historySize: 5, expiredAs: 'status' }, source: { kubernetes_metadata: { wait_for_pod: '20s' } } });
     const first = fake.create('pods', makePod({ uid: uid(), name: 'web-1', namespace: 'shop', nodeName: NODE }));
     h.tree.container({ namespace: 'shop', pod: 'web-1', uid: first.metadata.uid!, content: lines('one', 3) });
     await h.start();

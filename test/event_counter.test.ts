@@ -70,10 +70,10 @@ describe('EventCounter: the mark does not move while a LIST is walked (issue 10,
 describe('EventCounter: a first start counts from the moment it leads', () => {
   it('Events written after it started to lead but before its first LIST came back count; history does not', () => {
     const c = counter();
-    c.startAt(T0 + 30_000);
+    c.startAt(T0 + 30_700); // an Event written 0.2 s later says T0 + 30 s (whole seconds)
     const history = ev('old', { first: at(0) });
     const grew = ev('grew', { first: at(10), last: at(31), count: 4 });
-    const fresh = ev('fresh', { first: at(31), count: 2 });
+    const fresh = ev('fresh', { first: at(30), count: 2 });
     expect(list(c, [fresh, grew, history])).toBe(2 + 1 + 0);
   });
 });

@@ -99,7 +99,10 @@ export interface FakeKubeApiServerOptions {
   bookmarkIntervalMs?: number;
   /** Split every watch line into writes of this many bytes (each its own chunk, a tick apart). */
   chunkBytes?: number;
-  /** How a watch from a too-old resourceVersion is refused: HTTP 410 (default) or 200 + ERROR event. */
+  /**
+   * How a watch from a too-old resourceVersion is refused: 200 + an ERROR event (default, as a real
+   * v1.20 API server answers from its watch cache after a compaction) or HTTP 410 (other servers, proxies).
+   */
   expiredAs?: 'status' | 'event';
   /** Continue tokens older than this get 410. Default 5 min. */
   continueTtlMs?: number;
@@ -210,7 +213,7 @@ export class FakeKubeApiServer {
     const secondMs = options.secondMs ?? 1000;
     this.opts = {
       historySize: 10_000,
-      expiredAs: 'status',
+      expiredAs: 'event',
       continueTtlMs: 5 * 60_000,
       managedFields: true,
       noBookmarks: false,
@@ -705,8 +708,9 @@ export class FakeKubeApiServer {
       if (!Number.isInteger(from) || from < 0) return this.status(res, 400, 'BadRequest', `invalid resource version: ${rvParam}`);
       if (from > this.rv) return this.applyFault(req, res, FakeKubeApiServer.tooLargeResourceVersion());
       if (from < this.compactedRv) {
-        const message = `too old resource version: ${from} (${this.compactedRv})`;
-        if (this.opts.expiredAs === 'status') return this.status(res, 410, 'Expired', message);
+        // the real server's words in the ERROR event; the HTTP 410 of other paths names the versions
+        if (this.opts.expiredAs === 'status') return this.status(res, 410, 'Expired', `too old resource version: ${from} (${this.compactedRv})`);
+        const message = 'The resourceVersion for the provided watch is too old.';
         res.writeHead(200, { 'Content-Type': 'application/json' });
         this.send(w, { type: 'ERROR', object: { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason: 'Expired', code: 410 } });
         w.queue.then(() => res.end());
@@ -1166,7 +1170,8 @@ export function makeEvent(e: EventInput): FakeObject {
     return {
       ...base,
       source: {},
-      eventTime: first.replace(/Z$/, '.000000Z'),
+      // MicroTime: the scheduler's recorder writes real microseconds
+      eventTime: e.first ? first.replace(/Z$/, '.000000Z') : microNow(now),
       series: e.series,
       action: e.action ?? '',
       reportingComponent: e.component,
@@ -1189,6 +1194,12 @@ export function makeEvent(e: EventInput): FakeObject {
 }
 
 /** metav1.Time: RFC 3339 with whole seconds. */
+/** Now as MicroTime, with the microseconds a real recorder writes (never a whole second of zeros). */
+function microNow(d: Date): string {
+  const us = Number(process.hrtime.bigint() / 1000n % 1000n);
+  return d.toISOString().replace(/Z$/, `${String(us).padStart(3, '0')}Z`);
+}
+
 export function seconds(d: Date): string {
   return d.toISOString().replace(/\.\d+Z$/, 'Z');
 }

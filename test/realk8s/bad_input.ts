@@ -108,7 +108,7 @@ export function badInputScenarios(plane: SuiteControlPlane): void {
       for (const x of [first, other]) expect(sumMetric(await x.scrape(), 'telemetry_agent_leader')).toBe(x === first ? 1 : 0);
       const end = await converge(cp, ns, [], [first, other]);
       expect(end.counted).toEqual(end.truth);
-    });
+    }, 240_000);
 
     it('the agent\'s RBAC removed while it runs: 403s, a clear error, readiness drops with the reason, no exit; back when RBAC returns, counting what happened meanwhile', async () => {
       const cp = plane.cp;
@@ -134,7 +134,7 @@ export function badInputScenarios(plane: SuiteControlPlane): void {
       await eventsQuiet(cp, ns, 1500);
       const end = await converge(cp, ns, [], [a!]);
       expect(end.counted).toEqual(end.truth);
-    });
+    }, 240_000);
 
     it('the API server restarted mid-watch: the agent reconnects and counts what was written around the restart once', async (ctx) => {
       if (!plane.owned) ctx.skip('needs its own control plane (REALK8S_ATTACH shares one)');
@@ -148,7 +148,7 @@ export function badInputScenarios(plane: SuiteControlPlane): void {
       const end = await converge(cp, ns, [], [a!], 60_000);
       expect(end.counted).toEqual(end.truth);
       expect(a!.running).toBe(true);
-    });
+    }, 240_000);
 
     it("etcd compacted during a burst of Events while the agent's watch is cut off: a 410, a relist, every occurrence counted once", async () => {
       const cp = plane.cp;
@@ -184,7 +184,7 @@ export function badInputScenarios(plane: SuiteControlPlane): void {
         await a.stop();
         await proxy.close();
       }
-    });
+    }, 240_000);
 
     it('2,000 Events created in about a second: all counted, none twice, no drops', async () => {
       const cp = plane.cp;
@@ -197,6 +197,6 @@ export function badInputScenarios(plane: SuiteControlPlane): void {
       expect(end.counted).toEqual(end.truth);
       expect(Object.values(end.truth).reduce((x, y) => x + y, 0)).toBe(2000);
       expect(sumMetric(await a!.scrape(), 'telemetry_agent_dropped_records_total')).toBe(0);
-    });
+    }, 240_000);
   });
 }

@@ -115,6 +115,7 @@ export class ControlPlane {
   private readonly ca: Buffer;
   private readonly agent: https.Agent;
   private attached = false;
+  private stopping = false;
 
   private constructor(bin: Binaries, o: ControlPlaneOptions, ports: ControlPlane['ports'], attach?: SavedState) {
     this.bin = bin;
@@ -348,6 +349,7 @@ export class ControlPlane {
 
   /** Stops everything, newest first, and removes the state folder (kept when KTA_KEEP_REALK8S is set). */
   async stop(): Promise<void> {
+    this.stopping = true;
     if (this.attached) {
       this.agent.destroy();
       return;
@@ -360,11 +362,19 @@ export class ControlPlane {
 
   // ---- processes ----
 
-  private launch(c: Component, cmd: string, args: string[]): ChildProcess {
+  /**
+   * `restart`: started again when it exits on its own, as the kubelet restarts a static pod. The
+   * controller-manager and the scheduler exit by design when they lose their leader Lease (an API
+   * server down longer than their renew deadline).
+   */
+  private launch(c: Component, cmd: string, args: string[], restart = false): ChildProcess {
     const log = openSync(join(this.dir, 'logs', `${c}.log`), 'a');
     const p = spawn(cmd, args, { stdio: ['ignore', log, log] });
     running.add(p);
-    p.once('exit', () => running.delete(p));
+    p.once('exit', () => {
+      running.delete(p);
+      if (restart && this.procs.get(c) === p && !this.stopping) setTimeout(() => this.procs.get(c) === p && !this.stopping && this.launch(c, cmd, args, true), 1000);
+    });
     this.procs.set(c, p);
     return p;
   }
@@ -483,7 +493,7 @@ export class ControlPlane {
       `--node-monitor-grace-period=${this.o.nodeMonitorGracePeriod ?? '40s'}`,
       `--node-monitor-period=${this.o.nodeMonitorPeriod ?? '5s'}`,
       '--controllers=*,bootstrapsigner,tokencleaner',
-    ]);
+    ], true);
     this.launch('kube-scheduler', this.bin.scheduler, [
       `--kubeconfig=${kc('scheduler')}`,
       `--authentication-kubeconfig=${kc('scheduler')}`,
@@ -492,7 +502,7 @@ export class ControlPlane {
       `--secure-port=${this.ports.sched}`,
       '--port=0',
       '--leader-elect=true',
-    ]);
+    ], true);
   }
 
   private async healthy(c: Component, port: number): Promise<void> {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RealAgent } from './agents.ts';
 import { FakeKubelet } from './fake_kubelet.ts';
-import { applyAgentRbac, clusterAgent, converge, deleteLease, eventsQuiet, leader } from './scenario.ts';
+import { applyAgentRbac, clusterAgent, converge, deleteLease, eventsQuiet, leader, teardown } from './scenario.ts';
 import { uniqueName, type SuiteControlPlane } from './suite.ts';
 import { createDeployment, patchTemplate, waitRollout } from './workloads.ts';
 
@@ -19,13 +19,14 @@ export function countingScenarios(plane: SuiteControlPlane): void {
     let root: string;
     const agents: RealAgent[] = [];
     const kubelets: FakeKubelet[] = [];
+    const namespaces: string[] = [];
     beforeAll(() => {
       root = mkdtempSync(join(tmpdir(), 'kta-realk8s-events-'));
       applyAgentRbac(plane.cp);
     });
     afterEach(async () => {
       for (const a of agents.splice(0)) await a.stop();
-      for (const k of kubelets.splice(0)) await k.remove();
+      await teardown(plane.cp, namespaces.splice(0), kubelets.splice(0));
     });
     afterAll(() => rmSync(root, { recursive: true, force: true }));
 
@@ -40,6 +41,7 @@ export function countingScenarios(plane: SuiteControlPlane): void {
       const cp = plane.cp;
       const ns = uniqueName('rollout-kill');
       await cp.createNamespace(ns);
+      namespaces.push(ns);
       await deleteLease(cp);
       const node = await kubelet();
       const a = clusterAgent(cp, { name: uniqueName('agent'), root });

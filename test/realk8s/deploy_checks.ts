@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { waitFor } from '../helpers/child_agent.ts';
 import { FakeKubelet } from './fake_kubelet.ts';
+import { teardown } from './scenario.ts';
 import { uniqueName, type SuiteControlPlane } from './suite.ts';
 
 /**
@@ -72,8 +73,7 @@ export function deployChecks(plane: SuiteControlPlane): void {
         const events = await cp.must<{ items: { reason: string; source?: { component?: string } }[] }>('GET', `/api/v1/namespaces/${ns}/events`);
         expect(events.items.map((e) => e.reason)).toEqual(expect.arrayContaining(['ScalingReplicaSet', 'SuccessfulCreate']));
       } finally {
-        await kubelet.remove();
-        await cp.request('DELETE', `/api/v1/namespaces/${ns}`);
+        await teardown(cp, [ns], [kubelet]);
       }
     });
   });

@@ -10,7 +10,7 @@ import { sumMetric } from './agents.ts';
 import type { ControlPlane } from './control_plane.ts';
 import { FakeKubelet } from './fake_kubelet.ts';
 import { ApiProxy } from './api_proxy.ts';
-import { applyAgentRbac } from './scenario.ts';
+import { applyAgentRbac, teardown } from './scenario.ts';
 import { uniqueName, type SuiteControlPlane } from './suite.ts';
 import { createDeployment, waitRollout } from './workloads.ts';
 
@@ -128,9 +128,7 @@ export function enrichmentScenarios(plane: SuiteControlPlane): void {
     }, 120_000);
     afterAll(async () => {
       if (!f) return;
-      await plane.cp.request('DELETE', `/api/v1/namespaces/${f.ns}`);
-      await waitFor('the namespace gone', async () => (await plane.cp.request('GET', `/api/v1/namespaces/${f.ns}`)).status === 404, 90_000, 500).catch(() => undefined);
-      await f.kubelet.remove();
+      await teardown(plane.cp, [f.ns], [f.kubelet]);
       f.tree.remove();
     }, 120_000);
 

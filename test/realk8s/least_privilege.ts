@@ -9,7 +9,7 @@ import { agentConfigYaml, criLine, criTime, NodeTree, readRecords } from '../hel
 import { CLI, freePort, NODE, waitFor } from '../helpers/child_agent.ts';
 import type { AuditEntry, ControlPlane, Identity } from './control_plane.ts';
 import { FakeKubelet } from './fake_kubelet.ts';
-import { applyAgentRbac, clusterAgent, converge, deleteLease, eventsQuiet, leader } from './scenario.ts';
+import { applyAgentRbac, clusterAgent, converge, deleteLease, eventsQuiet, leader, teardown } from './scenario.ts';
 import { uniqueName, type SuiteControlPlane } from './suite.ts';
 import { createDeployment, scaleDeployment, waitRollout } from './workloads.ts';
 
@@ -140,9 +140,7 @@ export function leastPrivilegeChecks(plane: SuiteControlPlane): void {
       } finally {
         await cluster.stop();
         await otlp.close();
-        await cp.request('DELETE', `/api/v1/namespaces/${ns}`);
-        await waitFor('the namespace gone', async () => (await cp.request('GET', `/api/v1/namespaces/${ns}`)).status === 404, 90_000, 500).catch(() => undefined);
-        await kubelet.remove();
+        await teardown(cp, [ns], [kubelet]);
         tree.remove();
         rmSync(root, { recursive: true, force: true });
       }

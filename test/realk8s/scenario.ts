@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { waitFor } from '../helpers/child_agent.ts';
 import { apiOccurrences, RealAgent, samples, type AgentOptions } from './agents.ts';
 import type { ControlPlane } from './control_plane.ts';
+import type { FakeKubelet } from './fake_kubelet.ts';
 
 /**
  * What the scenario tests share: the agent's RBAC exactly as deploy/ ships it, a cluster agent
@@ -58,6 +59,19 @@ export function clusterAgent(cp: ControlPlane, o: { name: string; root: string; 
     env: o.env,
   };
   return new RealAgent(opts);
+}
+
+/**
+ * A scenario's end: its namespace goes first, while its nodes still finalize its pods (a node removed
+ * first leaves controllers recreating pods that fit nowhere: FailedScheduling in the next scenario),
+ * then its nodes, deleted while Ready.
+ */
+export async function teardown(cp: ControlPlane, namespaces: string[], kubelets: FakeKubelet[]): Promise<void> {
+  for (const ns of namespaces) await cp.request('DELETE', `/api/v1/namespaces/${ns}`);
+  for (const ns of namespaces) {
+    await waitFor(`namespace ${ns} gone`, async () => (await cp.request('GET', `/api/v1/namespaces/${ns}`)).status === 404, 120_000, 500).catch(() => undefined);
+  }
+  for (const k of kubelets) await k.remove();
 }
 
 /** Which of `agents` leads now (by telemetry_agent_leader), waiting for exactly one. */

@@ -7,7 +7,7 @@ import { waitFor } from '../helpers/child_agent.ts';
 import { sumMetric, type ApiEvent, type RealAgent } from './agents.ts';
 import type { ControlPlane } from './control_plane.ts';
 import { FakeKubelet } from './fake_kubelet.ts';
-import { applyAgentRbac, clusterAgent, converge, deleteLease, eventsQuiet, leader } from './scenario.ts';
+import { applyAgentRbac, clusterAgent, converge, deleteLease, eventsQuiet, leader, teardown } from './scenario.ts';
 import { uniqueName, type SuiteControlPlane } from './suite.ts';
 import {
   createDeployment,
@@ -333,11 +333,7 @@ async function runScenario(cp: ControlPlane, root: string, otlp: OtlpReceiver, s
     }
   } finally {
     for (const a of agents) await a.stop();
-    // the namespace goes first, while its nodes still finalize its pods: a node deleted first would
-    // leave controllers recreating pods that fit nowhere (FailedScheduling in the next scenario)
-    await cp.request('DELETE', `/api/v1/namespaces/${ns}`);
-    await waitFor('the namespace gone', async () => (await cp.request('GET', `/api/v1/namespaces/${ns}`)).status === 404, 90_000, 500).catch(() => undefined);
-    for (const k of [node, bystander]) if (k) await k.remove();
+    await teardown(cp, [ns], bystander ? [node, bystander] : [node]);
   }
 }
 

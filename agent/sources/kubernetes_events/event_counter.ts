@@ -98,10 +98,15 @@ export class EventCounter {
     this.resumed = true;
   }
 
-  /** A first start (no checkpoint, no handover): count what happens from `ms` on, judged like a gap. */
+  /**
+   * A first start (no checkpoint, no handover): count what happens from `ms` on, judged like a gap.
+   * From the start of that second: core/v1 times are whole seconds, so an Event written a moment after
+   * `ms` carries the second before it.
+   */
   startAt(ms: number): void {
     if (this.resumed) return;
-    this.highWaterMs = Math.min(ms, this.o.now());
+    const second = Math.floor(Math.min(ms, this.o.now()) / 1000) * 1000;
+    this.highWaterMs = second;
     this.resumed = true;
   }
 
