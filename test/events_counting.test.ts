@@ -170,7 +170,8 @@ describe('kubernetes_events counting (kubernetes-events.md §4)', () => {
   it('a corrupt checkpoint is reported and the source starts as on a first run: seeds, counts only what is new', async () => {
     mkdirSync(join(h.dir, 'a', 'checkpoints'), { recursive: true });
     writeFileSync(join(h.dir, 'a', 'checkpoints', 'a.events.json'), '{"version":1,"counter":{"seen":[[');
-    h.api.create('events', kubeletEvent(9));
+    // history: from seconds before the start (one from the very second it starts would count)
+    h.api.create('events', kubeletEvent(9, { first: ago(5), last: ago(5) }));
     const a = await h.agent('a', { leader_election: false });
     await h.watching();
     expect(a.logs.join('')).toMatch(/ignoring checkpoint .*a\.events\.json/);
