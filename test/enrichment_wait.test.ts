@@ -36,6 +36,22 @@ function slowAccess(kubeconfig: string, delayMs: number): KubeAccess {
   return slow;
 }
 
+/** The stage in front of a collecting emitter. */
+function stageOver(pods: SharedPodCache, metrics: SelfMetrics, waitForPod: string): { stage: EnrichStage; out: LogRecord[] } {
+  const out: LogRecord[] = [];
+  const stage = new EnrichStage({
+    source: 'c',
+    inner: { emit: (records, _b, onAccepted) => (out.push(...records), onAccepted(), Promise.resolve()) },
+    pods,
+    metadata: podMetadataConfig.parse({ wait_for_pod: waitForPod }),
+    parser: parserByName('none'),
+    timestampFromBody: false,
+    metrics,
+    log: createLogger('error'),
+  });
+  return { stage, out };
+}
+
 describe('enrichment waits for the pod LIST, not for the agent to start (issue 10, defect 4)', () => {
   it('a connection that takes longer than wait_for_pod to resolve: the backlog waits for the first LIST and goes out enriched', async () => {
     const fake = new FakeKubeApiServer({ token: 't' });
@@ -47,17 +63,7 @@ describe('enrichment waits for the pod LIST, not for the agent to start (issue 1
     const metrics = new SelfMetrics('t');
     const pods = new SharedPodCache({ kube: slowAccess(writeKubeconfig(dir, { server: fake.url, token: 't', insecure: true }), 1500), nodeName: NODE, deletedGraceMs: 60_000, namespaceMetadata: false, metrics, log: createLogger('error') });
     cleanups.push(() => pods.stop());
-    const out: LogRecord[] = [];
-    const stage = new EnrichStage({
-      source: 'c',
-      inner: { emit: (records, _b, onAccepted) => (out.push(...records), onAccepted(), Promise.resolve()) },
-      pods,
-      metadata: podMetadataConfig.parse({ wait_for_pod: '500ms' }),
-      parser: parserByName('none'),
-      timestampFromBody: false,
-      metrics,
-      log: createLogger('error'),
-    });
+    const { stage, out } = stageOver(pods, metrics, '500ms');
     const resource = { 'k8s.node.name': NODE, 'k8s.namespace.name': 'shop', 'k8s.pod.name': 'web-1', 'k8s.pod.uid': pod.metadata.uid!, 'k8s.container.name': 'app', 'k8s.container.restart_count': '0' };
     const records: LogRecord[] = Array.from({ length: 10 }, (_, i) => ({ timestamp: new Date().toISOString(), observedTimestamp: new Date().toISOString(), body: `line ${i}`, attributes: {}, resource }));
     let accepted = false;
@@ -78,17 +84,7 @@ describe('enrichment waits for the pod LIST, not for the agent to start (issue 1
     const metrics = new SelfMetrics('t');
     const pods = new SharedPodCache({ kube: slowAccess(writeKubeconfig(dir, { server: fake.url, token: 't', insecure: true }), 0), nodeName: NODE, deletedGraceMs: 60_000, namespaceMetadata: false, metrics, log: createLogger('error') });
     cleanups.push(() => pods.stop());
-    const out: LogRecord[] = [];
-    const stage = new EnrichStage({
-      source: 'c',
-      inner: { emit: (records, _b, onAccepted) => (out.push(...records), onAccepted(), Promise.resolve()) },
-      pods,
-      metadata: podMetadataConfig.parse({ wait_for_pod: '300ms' }),
-      parser: parserByName('none'),
-      timestampFromBody: false,
-      metrics,
-      log: createLogger('error'),
-    });
+    const { stage, out } = stageOver(pods, metrics, '300ms');
     const resource = { 'k8s.node.name': NODE, 'k8s.namespace.name': 'shop', 'k8s.pod.name': 'web-1', 'k8s.pod.uid': uid(), 'k8s.container.name': 'app' };
     await stage.emit([{ timestamp: '', observedTimestamp: '', body: 'x', attributes: {}, resource }], 1, () => {});
     await waitFor('sent unenriched', () => out.length === 1, 5000, 20);

@@ -173,7 +173,7 @@ describe('ListWatch: list, then watch', () => {
 
 describe('ListWatch: ends, bookmarks and 410', () => {
   it('rewatches from the last resourceVersion when the server ends the watch at timeoutSeconds, without listing again', async () => {
-    const s = await setup({ secondMs: 100 }, { watchTimeoutSeconds: { min: 2, max: 3 } });
+    const s = await setup({ secondMs: 100, noBookmarks: false }, { watchTimeoutSeconds: { min: 2, max: 3 } });
     await watching(s);
     for (let i = 0; i < 20; i++) s.fake.create('pods', pod(`other-${i}`, 'node-b'));
     await waitFor('5 watches', () => watchRequests(s.fake).length >= 5, 10_000, 20);

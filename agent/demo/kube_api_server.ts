@@ -110,7 +110,11 @@ export interface FakeKubeApiServerOptions {
   tls?: { key: string | Buffer; cert: string | Buffer; ca?: string | Buffer; requestClientCert?: boolean };
   /** Give stored objects managedFields, like a real server (default true). */
   managedFields?: boolean;
-  /** Never send BOOKMARKs, even when asked (a server without them, for comparison). Default false. */
+  /**
+   * Never send BOOKMARKs, even when asked. Default true: a real v1.20 API server sent none on a quiet
+   * watch (volumeattachments, 70 s with allowWatchBookmarks=true, not even before its end); false
+   * sends them every `bookmarkIntervalMs` and just before `timeoutSeconds`, as newer servers do.
+   */
   noBookmarks?: boolean;
   /** Serve the events.k8s.io/v1 view of Events (default true; false: 404 like a server without the group). */
   eventsV1?: boolean;
@@ -216,7 +220,7 @@ export class FakeKubeApiServer {
       expiredAs: 'event',
       continueTtlMs: 5 * 60_000,
       managedFields: true,
-      noBookmarks: false,
+      noBookmarks: true,
       eventsV1: true,
       ...options,
       secondMs,

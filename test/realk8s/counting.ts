@@ -72,6 +72,6 @@ export function countingScenarios(plane: SuiteControlPlane): void {
       await a.start(); // the same data_dir: a restart from its checkpoint
       const after = await converge(cp, ns, [lastSeen], [a]);
       expect(after.counted).toEqual(after.truth);
-    });
+    }, 240_000);
   });
 }

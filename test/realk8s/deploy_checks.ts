@@ -5,6 +5,7 @@ import { parseAllDocuments } from 'yaml';
 import { waitFor } from '../helpers/child_agent.ts';
 import { FakeKubelet } from './fake_kubelet.ts';
 import { teardown } from './scenario.ts';
+import { createDeployment } from './workloads.ts';
 import { uniqueName, type SuiteControlPlane } from './suite.ts';
 
 /**
@@ -50,16 +51,7 @@ export function deployChecks(plane: SuiteControlPlane): void {
       const kubelet = new FakeKubelet(cp, uniqueName('node'));
       await kubelet.start();
       try {
-        await cp.must('POST', `/apis/apps/v1/namespaces/${ns}/deployments`, {
-          apiVersion: 'apps/v1',
-          kind: 'Deployment',
-          metadata: { name: 'web' },
-          spec: {
-            replicas: 2,
-            selector: { matchLabels: { app: 'web' } },
-            template: { metadata: { labels: { app: 'web' } }, spec: { nodeName: kubelet.node, containers: [{ name: 'app', image: 'nginx:1.25' }] } },
-          },
-        });
+        await createDeployment(cp, ns, 'web', { replicas: 2, nodeSelector: { 'kubernetes.io/hostname': kubelet.node } });
         const available = await waitFor(
           'Deployment Available',
           async () => {
@@ -75,6 +67,6 @@ export function deployChecks(plane: SuiteControlPlane): void {
       } finally {
         await teardown(cp, [ns], [kubelet]);
       }
-    });
+    }, 180_000);
   });
 }
