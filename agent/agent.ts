@@ -403,10 +403,13 @@ export class Agent {
 
     // Check what the node must provide, then build every new part before anything running is
     // touched: a part that cannot be built rejects the reload with the running config intact.
-    const { problems } = await checkTarget(next, { scope: 'reload' });
-    if (problems.length > 0) throw new ReloadRejected(problems.join('; '));
     const sameNode = prev.node_name === next.node_name;
     const stale = [...this.sources.keys()].filter((n) => !sameNode || !isDeepStrictEqual(prev.sources[n], next.sources[n]));
+    // What runs unchanged is not checked again (a token file being replaced must not block an unrelated change).
+    const rebuilt = (section: 'outputs' | 'sources', name: string) =>
+      section === 'outputs' ? !isDeepStrictEqual(prev.outputs[name], next.outputs[name]) : !this.sources.has(name) || stale.includes(name);
+    const { problems } = await checkTarget(next, { scope: 'reload', parts: rebuilt });
+    if (problems.length > 0) throw new ReloadRejected(problems.join('; '));
     const prepared = await this.prepare(prev, next, stale);
     if (prepared.problems.length > 0) {
       await prepared.discard();

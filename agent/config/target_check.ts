@@ -65,6 +65,8 @@ export interface TargetReport {
 
 export interface CheckOptions {
   scope: CheckScope;
+  /** Only these outputs and sources (a reload checks what it builds anew; the rest runs already). */
+  parts?: (section: 'outputs' | 'sources', name: string) => boolean;
   /** Per network check (resolve, connect, handshake, API answer). */
   timeoutMs?: number;
   env?: NodeJS.ProcessEnv;
@@ -103,8 +105,12 @@ export async function checkTarget(config: AgentConfig, opts: CheckOptions): Prom
         files: config.server.tap.token_file ? [{ key: 'server.tap.token_file', path: config.server.tap.token_file }] : [],
       },
     ],
-    ...Object.entries(config.outputs).map(([name, c]): [string, TargetNeeds] => [`outputs.${name}.`, needsOfOutput(c)]),
-    ...Object.entries(config.sources).map(([name, c]): [string, TargetNeeds] => [`sources.${name}.`, needsOfSource(c)]),
+    ...Object.entries(config.outputs)
+      .filter(([name]) => opts.parts?.('outputs', name) ?? true)
+      .map(([name, c]): [string, TargetNeeds] => [`outputs.${name}.`, needsOfOutput(c)]),
+    ...Object.entries(config.sources)
+      .filter(([name]) => opts.parts?.('sources', name) ?? true)
+      .map(([name, c]): [string, TargetNeeds] => [`sources.${name}.`, needsOfSource(c)]),
   ];
   const network: Promise<void>[] = [];
   for (const [prefix, needs] of parts) {

@@ -1,7 +1,10 @@
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { criLines, NodeTree, readRecords, scrapeMetric } from '../helpers/agent_harness.ts';
+import { Agent } from '../../agent/agent.ts';
+import { parseConfig } from '../../agent/config/load.ts';
+import { createLogger } from '../../agent/log.ts';
+import { criLines, NodeTree, readRecords, requireNode24, scrapeMetric } from '../helpers/agent_harness.ts';
 import { ChildAgent, freePort, suiteScratch, waitFor } from '../helpers/child_agent.ts';
 import { problemLines, runCli } from '../helpers/cli_run.ts';
 
@@ -169,6 +172,29 @@ describe('hardening: configs that validate calls valid never crash run or a relo
     expect(agent.proc!.exitCode).toBeNull();
     expect(await agent.kill('SIGTERM')).toBe(0);
     expect(agent.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('a reload checks the files of what it builds anew, not of what keeps running', async () => {
+    requireNode24();
+    const tree = newTree();
+    const token = join(tree.root, 'token');
+    writeFileSync(token, 'secret\n');
+    const outputs = (timeout: string, tokenFile: string) =>
+      `  a: { type: http, inputs: [containers], endpoint: "http://127.0.0.1:9", timeout: ${timeout} }\n` +
+      `  b: { type: http, inputs: [containers], endpoint: "http://127.0.0.1:9", auth: { bearer_token_file: ${tokenFile} } }\n`;
+    const agent = new Agent(parseConfig(nodeConfig(tree, { outputs: outputs('5s', token) }), 'a.yaml', {}), createLogger('error', () => {}));
+    await agent.start();
+    try {
+      rmSync(token); // being replaced, say: b runs on the token it read
+      await agent.reload(parseConfig(nodeConfig(tree, { outputs: outputs('7s', token) }), 'a.yaml', {}));
+      expect(agent.config.outputs.a).toMatchObject({ timeout: 7000 });
+      const moved = join(tree.root, 'missing-token');
+      await expect(agent.reload(parseConfig(nodeConfig(tree, { outputs: outputs('7s', moved) }), 'a.yaml', {}))).rejects.toThrow(
+        `outputs.b.auth.bearer_token_file: cannot read ${moved}: no such file`,
+      );
+    } finally {
+      await agent.stop();
+    }
   });
 
   it('YAML alias bomb (billion laughs): exit 2 and one line, at once', () => {
