@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { duration, inputs, size } from '../agent/config/types.ts';
+import { duration, inputs, interval, size } from '../agent/config/types.ts';
 
 /**
  * Keys every output takes besides its own: which sources feed it, its buffer, how records are
@@ -17,7 +17,7 @@ export const bufferConfig = z
     when_full: z.enum(['block', 'drop_newest']).default('block'),
     /** disk only: when a record counts as accepted (see agent/buffers/buffer.ts FsyncPolicy). */
     fsync: z.enum(['always', 'interval', 'never']).default('interval'),
-    fsync_interval: duration('500ms').default(500),
+    fsync_interval: interval('500ms').default(500),
   })
   .prefault({});
 
@@ -41,8 +41,8 @@ export const batchConfig = batchConfigWith(1000);
 
 export const retryConfig = z
   .strictObject({
-    initial: duration('250ms').default(250),
-    max: duration('30s').default(30_000),
+    initial: interval('250ms').default(250),
+    max: interval('30s').default(30_000),
   })
   .prefault({});
 

@@ -208,8 +208,17 @@ describe('parseConfig: sizes and durations', () => {
     ['1h', 3_600_000],
     [0, 0],
   ])('duration %j is %d ms', (value, ms) => {
-    const cfg = parseConfig(config(`    poll_interval: ${JSON.stringify(value)}\n`), 'agent.yaml', {});
-    expect(containers(cfg).poll_interval).toBe(ms);
+    const cfg = parseConfig(config(`    partial_timeout: ${JSON.stringify(value)}\n`), 'agent.yaml', {});
+    expect(containers(cfg).partial_timeout).toBe(ms);
+  });
+
+  it.each([
+    ['sources.containers.poll_interval', config('    poll_interval: 0s\n')],
+    ['sources.containers.glob_interval', config('    glob_interval: 0\n')],
+    ['sources.containers.checkpoint_interval', config('    checkpoint_interval: 5ms\n')],
+    ['outputs.out.retry.initial', config('', '    retry: { initial: 0s }\n')],
+  ])('refuses a timer period below 10ms (%s): 0 would spin a core', (path, text) => {
+    expect(problems(text)).toEqual([`${path}: expected at least 10ms (a period; 0 would spin)`]);
   });
 
   it.each([

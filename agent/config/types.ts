@@ -31,5 +31,11 @@ export const duration = (example = '1s') =>
     return ms;
   }));
 
+/**
+ * A period a timer runs at: a duration of at least 10 ms. `0s` would turn the timer into a busy
+ * loop that takes a core, which a config `validate` accepts must never do.
+ */
+export const interval = (example = '1s') => duration(example).pipe(z.number().min(10, { error: 'expected at least 10ms (a period; 0 would spin)' }));
+
 /** A non-empty list of source names an output or stage reads from. */
 export const inputs = z.array(z.string().min(1)).min(1, { message: 'expected at least one input (a source, transform or route)' });

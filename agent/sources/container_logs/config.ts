@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { duration, size } from '../../config/types.ts';
+import { duration, interval, size } from '../../config/types.ts';
 import { multilineConfig } from './multiline_config.ts';
 import { enrichmentKeys } from '../../enrichment/config.ts';
 
@@ -20,16 +20,16 @@ export const containerLogsConfig = z.strictObject({
     .pipe(z.number().min(1, { error: 'expected a size above 0, like 1MiB' }))
     .default(1024 * 1024),
   /** How often include globs are re-scanned (fs events make most pick-ups faster). */
-  glob_interval: duration('1s').default(1000),
+  glob_interval: interval('1s').default(1000),
   /** Fallback poll of open files for growth, for file systems whose events are lost. */
-  poll_interval: duration('1s').default(1000),
+  poll_interval: interval('1s').default(1000),
   /** Kernel file events (inotify) as read hints; false: polling alone (network file systems, exhausted inotify limits). */
   inotify: z.boolean().default(true),
   /** A pending P chunk with no F for this long is emitted as incomplete. */
   partial_timeout: duration('5s').default(5000),
   /** A rotated or deleted file idle this long after its last read is considered finished. */
   rotate_wait: duration('5s').default(5000),
-  checkpoint_interval: duration('1s').default(1000),
+  checkpoint_interval: interval('1s').default(1000),
   /** Bytes read from one file before the tailer moves to the next (fairness between files). */
   read_chunk: size('64KiB')
     .pipe(z.number().min(1024, { error: 'expected at least 1KiB' }))

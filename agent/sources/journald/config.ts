@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { duration, size } from '../../config/types.ts';
+import { interval, size } from '../../config/types.ts';
 import { enrichmentKeys } from '../../enrichment/config.ts';
 
 /** journalctl's priority names, in level order: `-p info` keeps levels 0 through 6. */
@@ -36,7 +36,7 @@ export const journaldConfig = z.strictObject({
    */
   max_unacked_bytes: size('4MiB').optional(),
   /** fsync'd checkpoint write; an unsynced one also follows every acknowledged batch. */
-  checkpoint_interval: duration('1s').default(1000),
+  checkpoint_interval: interval('1s').default(1000),
   /** Body parsing of MESSAGE (agent/enrichment/): `none`, `json`, `logfmt`, `{regex: …}`. */
   parser: enrichmentKeys.parser,
   timestamp_from_body: enrichmentKeys.timestamp_from_body,

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { clusterSignalsConfig } from '../../cluster/cluster_config.ts';
-import { duration } from '../../config/types.ts';
+import { duration, interval } from '../../config/types.ts';
 
 /** Labels a user counter may carry: all bounded (never names, uids or messages). */
 export const RULE_LABELS = ['namespace', 'kind', 'reason', 'type', 'component'] as const;
@@ -53,14 +53,14 @@ export const kubernetesEventsConfig = z.strictObject({
   identity: z.string().min(1).optional(),
   lease_duration: duration('15s').default(15_000),
   renew_deadline: duration('10s').default(10_000),
-  retry_period: duration('2s').default(2000),
+  retry_period: interval('2s').default(2000),
   /** Event uids remembered for counting deltas (LRU); the API keeps about an hour of events. */
   max_tracked_events: z.number().int().min(100).default(100_000),
   /** How long a deleted Event's count is remembered, for a recorder that re-creates it (API event TTL + margin). */
   tombstone_ttl: duration('2h').default(2 * 3600_000),
   /** The API server's `--event-ttl`: an ADDED Event first seen longer ago counts as one new occurrence. */
   event_ttl: duration('1h').default(3600_000),
-  checkpoint_interval: duration('1s').default(1000),
+  checkpoint_interval: interval('1s').default(1000),
   /** Namespaces counted in k8s_events_total (globs; empty: all). Cluster-scoped objects have namespace "". */
   include_namespaces: z.array(glob).default([]),
   exclude_namespaces: z.array(glob).default([]),
