@@ -331,6 +331,13 @@ async function runScenario(cp: ControlPlane, root: string, otlp: OtlpReceiver, s
         expect(await sumOver(finished, live, 'k8s_deployment_rollouts_total', { namespace: ns, result }), `rollouts ${result}`).toBe(n);
       }
     }
+    // the figures of the closing note
+    const total = (m: Record<string, number>) => Object.values(m).reduce((x, y) => x + y, 0);
+    const counted = await sumOver(finished, live, 'k8s_pod_startup_failures_total', { reason: 'Unschedulable' });
+    console.log(
+      `[realk8s] ${scenario.name} (${variant}): k8s_events_total over ${variant === 'kill' ? 'both incarnations' : 'both leaders'} ${total(end.counted)} = API ${total(end.truth)} ` +
+        `(${Object.keys(end.truth).length} reasons); spans ${spans().length}, ids exported twice ${duplicates(spans()).length}; Unschedulable ${counted} = ${unschedulable} distinct pods`,
+    );
   } finally {
     for (const a of agents) await a.stop();
     await teardown(cp, [ns], bystander ? [node, bystander] : [node]);
