@@ -191,6 +191,7 @@ export class Agent {
       kube: this.kube,
       unackedWindow: () => autoUnackedWindow(outputsFedBy(this.config, name).map((o) => this.config.outputs[o]!)),
       spanLog: this.spanLog,
+      nodePods: this.kube.enabled ? this.podCache : undefined,
     });
     return { source, stage };
   }

@@ -3,6 +3,7 @@ import type { SharedPodCache } from '../agent/enrichment/shared_pod_cache.ts';
 import { FakeKubeApiServer, makePod, uid, writeKubeconfig } from '../agent/demo/kube_api_server.ts';
 import { AgentHarness, criLine, criTime, OUTPUT, SOURCE, type ConfigValue, type ContainerLog, type OutRecord } from './helpers/agent_harness.ts';
 import { populateNodePods } from './helpers/node_pods_fixture.ts';
+import { startupPod } from '../agent/demo/cluster_objects.ts';
 
 /**
  * Enrichment of container records from the Kubernetes API, end to end: the real agent over
@@ -15,11 +16,18 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function setup(opts: { source?: Record<string, ConfigValue>; kubernetes?: Record<string, string>; fake?: ConstructorParameters<typeof FakeKubeApiServer>[0] } = {}) {
+async function setup(
+  opts: {
+    source?: Record<string, ConfigValue>;
+    kubernetes?: Record<string, string>;
+    fake?: ConstructorParameters<typeof FakeKubeApiServer>[0];
+    moreSources?: Record<string, Record<string, ConfigValue>>;
+  } = {},
+) {
   const fake = new FakeKubeApiServer({ token: 'tok', ...opts.fake });
   await fake.start();
   cleanups.push(() => fake.close());
-  const h = new AgentHarness({ source: opts.source, kubernetes: { mode: 'kubeconfig', kubeconfig: '', ...opts.kubernetes } });
+  const h = new AgentHarness({ source: opts.source, kubernetes: { mode: 'kubeconfig', kubeconfig: '', ...opts.kubernetes }, moreSources: opts.moreSources });
   cleanups.push(() => h.stop());
   const kubeconfig = writeKubeconfig(h.tree.root, { server: fake.url, token: 'tok', insecure: true });
   if (!opts.kubernetes?.kubeconfig) (h as unknown as { kubernetes: Record<string, string> }).kubernetes.kubeconfig = kubeconfig;
@@ -230,4 +238,36 @@ describe('enrichment against the API', () => {
     expect(h.logs.join('')).toContain('kubeconfig /nonexistent/kubeconfig does not exist');
     expect(await h.metric('telemetry_agent_unenriched_records_total', { source: SOURCE, reason: 'api_unavailable' })).toBe(5);
   });
+
+  it('shares its one pod LIST and WATCH with the pod startup tracker (the base config runs both): one of each per node agent, startups and failures still measured', async () => {
+    const { fake, h } = await setup({
+      source: { kubernetes_metadata: { wait_for_pod: '30s' } },
+      moreSources: { pods: { type: 'kubernetes_events', watch_events: false, signals: { trackers: ['pod_startup'], spans: false } } },
+    });
+    const now = Date.now();
+    // a pod older than the agent, already Ready: its startup was reported by whoever ran before
+    const old = fake.create('pods', startupPod({ name: 'old-1-a', namespace: 'shop', uid: uid(), nodeName: NODE, t: { created: now - 600_000, scheduled: now - 599_000, readyToStart: now - 598_000, started: now - 595_000, ready: now - 590_000 } }));
+    const log = h.tree.container({ namespace: 'shop', pod: old.metadata.name!, uid: old.metadata.uid!, content: lines('old', 3) });
+    await h.start();
+    const records = await h.waitForLines(3, 30_000);
+    expect(records.map((r) => r.resource['k8s.pod.name'])).toEqual([log.pod, log.pod, log.pod]);
+
+    // created after the start: scheduled, containers started 3 s later, Ready 2 s after that
+    const t0 = Math.floor(Date.now() / 1000) * 1000 + 1000;
+    const web = { name: 'web-1-a', namespace: 'shop', uid: uid(), nodeName: NODE };
+    fake.create('pods', startupPod({ ...web, t: { created: t0, scheduled: t0 + 1000 } }));
+    const stuck = startupPod({ name: 'stuck-1-a', namespace: 'shop', uid: uid(), nodeName: NODE, t: { created: t0, scheduled: t0 + 1000, readyToStart: t0 + 2000, waiting: { reason: 'ImagePullBackOff', message: 'Back-off pulling image' } } });
+    fake.create('pods', stuck);
+    const ready = startupPod({ ...web, t: { created: t0, scheduled: t0 + 1000, readyToStart: t0 + 2000, started: t0 + 4000, ready: t0 + 6000 } });
+    fake.update('pods', ready);
+    await h.waitForMetric('k8s_pod_startup_duration_seconds_count', {}, 1);
+    expect(await h.metric('k8s_pod_startup_duration_seconds_sum')).toBe(6);
+    expect(await h.metric('k8s_pod_startup_stage_duration_seconds_sum', { stage: 'container_start' })).toBe(2); // conditions and container states survive the cache's slimming
+    await h.waitForMetric('k8s_pod_startup_failures_total', { reason: 'ImagePull' }, 1);
+
+    const pods = fake.requests.filter((r) => r.resource === 'pods');
+    expect(pods.filter((r) => r.verb === 'list')).toHaveLength(1);
+    expect(pods.filter((r) => r.verb === 'watch')).toHaveLength(1);
+    expect(pods.every((r) => r.query.get('fieldSelector') === `spec.nodeName=${NODE}`)).toBe(true);
+  }, 60_000);
 });

@@ -204,4 +204,19 @@ describe('transforms: validate --print', () => {
     const again = parseConfig(printed, 'printed.yaml', {});
     expect(JSON.stringify(again.transforms)).toBe(JSON.stringify(first.transforms));
   });
+
+  it("shows redact's custom regexes whatever their names, and still masks credentials under the same names elsewhere", () => {
+    const text = config(
+      `  x: { type: redact, inputs: [c], custom: { password: 'password=\\S+', token: 'tok_[a-z]{8}' } }
+`,
+      "  out: { type: http, inputs: [x], endpoint: 'http://127.0.0.1:1/in', headers: { Authorization: 'Bearer s3cr3t', token: 'h3ad3r' } }\n",
+      ONLY_C,
+    );
+    const printed = printConfig(parseConfig(text, 'a.yaml', {}));
+    expect(printed).toMatch(/password: password=\\S\+/);
+    expect(printed).toContain('token: tok_[a-z]{8}');
+    expect(printed).not.toContain('s3cr3t');
+    expect(printed).not.toContain('h3ad3r');
+    expect(printed).toMatch(/Authorization: <redacted>/);
+  });
 });

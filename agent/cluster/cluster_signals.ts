@@ -3,7 +3,7 @@ import type { Registry } from 'prom-client';
 import type { KubeRequester } from '../kube/connection.ts';
 import type { KubeAccess } from '../kube/kube_access.ts';
 import { ListWatch } from '../kube/list_watch.ts';
-import type { KubeObject } from '../kube/types.ts';
+import type { KubeObject, NodePods } from '../kube/types.ts';
 import type { Logger } from '../log.ts';
 import type { SelfMetrics } from '../metrics.ts';
 import type { ClusterSignalsConfig, TrackerName } from './cluster_config.ts';
@@ -40,6 +40,11 @@ export interface ClusterSignalsContext {
   kube: KubeAccess;
   /** Finished spans are also kept here for the status page. */
   spanLog?: SpanLog;
+  /**
+   * The agent's pod watch of this node, which the pod startup tracker follows; without it (tests,
+   * replays) the tracker opens its own node-filtered watch.
+   */
+  nodePods?: NodePods;
 }
 
 export interface ClusterSignalsOptions {
@@ -184,8 +189,16 @@ export class ClusterSignals {
       namespaceOnHistograms: this.config.histogram_namespace_label,
       clock: this.o.clock,
     });
+    const handlers = { onAdd: (p: Pod) => t.onPod(p), onUpdate: (_: Pod, p: Pod) => t.onPod(p), onDelete: (p: Pod) => t.onPodDeleted(p) };
+    const shared = this.ctx.nodePods;
+    if (shared) {
+      // one LIST and one WATCH of this node's pods per agent: enrichment's
+      let unfollow: (() => void) | undefined;
+      const follow = { start: () => void (unfollow ??= shared.follow(handlers)), stop: async () => void unfollow?.() };
+      return [this.register({ watch: follow, sweep: () => t.sweep(shared.values()), sink: t })];
+    }
     const pods = this.watch<Pod>(conn, 'pods', '/api/v1/pods', `spec.nodeName=${this.ctx.nodeName}`);
-    pods.subscribe({ onAdd: (p) => t.onPod(p), onUpdate: (_, p) => t.onPod(p), onDelete: (p) => t.onPodDeleted(p) });
+    pods.subscribe(handlers);
     return [this.register({ watch: pods, sweep: () => t.sweep(pods.values()), sink: t })];
   }
 

@@ -1,7 +1,7 @@
 import { stringify } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, type AgentConfig } from './schema.ts';
-import { unitSchemas } from './types.ts';
+import { isNamedMap, unitSchemas } from './types.ts';
 import { formatBytes, formatDuration } from './units.ts';
 
 /**
@@ -69,7 +69,7 @@ function render(schema: z.core.$ZodType | undefined, value: unknown, key: string
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) {
       const child = def.type === 'object' ? def.shape?.[k] : def.type === 'record' ? def.valueType : undefined;
-      out[k] = render(child, v, k);
+      out[k] = render(child, v, isNamedMap(s) ? undefined : k);
     }
     return out;
   }

@@ -11,6 +11,14 @@ function marked<T extends object>(set: WeakSet<object>, schema: T): T {
   return schema;
 }
 
+/**
+ * Maps whose keys are names the user picks for things that are not credentials (redact's custom
+ * patterns): `validate --print` shows their values even under a key like `password`.
+ */
+const namedMaps = new WeakSet<object>();
+export const namedMap = <T extends object>(schema: T): T => marked(namedMaps, schema);
+export const isNamedMap = (schema: object): boolean => namedMaps.has(schema);
+
 export const size = (example = '1MiB') =>
   marked(unitSchemas.size, z.union([z.string(), z.number()]).transform((value, ctx) => {
     const bytes = parseSize(value);

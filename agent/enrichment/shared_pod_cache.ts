@@ -1,5 +1,7 @@
 import type { KubeAccess } from '../kube/kube_access.ts';
+import type { WatchHandlers } from '../kube/list_watch.ts';
 import { PodCache, type PodCacheOptions } from '../kube/pod_cache.ts';
+import type { NodePods, Pod } from '../kube/types.ts';
 import type { Logger } from '../log.ts';
 import type { SelfMetrics } from '../metrics.ts';
 
@@ -22,7 +24,7 @@ export interface SharedPodCacheOptions {
   watch?: PodCacheOptions['watch'];
 }
 
-export class SharedPodCache {
+export class SharedPodCache implements NodePods {
   state: PodCacheState = 'idle';
   cache: PodCache | undefined;
   /**
@@ -33,6 +35,8 @@ export class SharedPodCache {
   askedAt: number | undefined;
   private readonly o: SharedPodCacheOptions;
   private stopped = false;
+  /** Readers besides enrichment (the pod startup tracker), with how to detach each from the watch. */
+  private readonly followers = new Map<WatchHandlers<Pod>, (() => void) | undefined>();
 
   constructor(options: SharedPodCacheOptions) {
     this.o = options;
@@ -63,6 +67,7 @@ export class SharedPodCache {
           },
           this.o.metrics,
         );
+        for (const h of this.followers.keys()) this.attach(h);
         this.cache.start();
         this.askedAt = Date.now();
         this.state = 'running';
@@ -72,6 +77,32 @@ export class SharedPodCache {
         this.o.log.error(`kubernetes: ${err.message}; container records go out without pod metadata (counted in telemetry_agent_unenriched_records_total)`);
       },
     );
+  }
+
+  /**
+   * Follows this node's pods through the one LIST and WATCH enrichment uses (a node agent opens no
+   * second pod watch): `handlers` get every pod already known as added, then each change. Starts the
+   * cache if nothing has yet. Returns the function that stops following.
+   */
+  follow(handlers: WatchHandlers<Pod>): () => void {
+    this.followers.set(handlers, undefined);
+    if (this.cache) this.attach(handlers);
+    else this.acquire();
+    return () => {
+      this.followers.get(handlers)?.();
+      this.followers.delete(handlers);
+    };
+  }
+
+  /** The pods known now (none before the cache runs). */
+  values(): Iterable<Pod> {
+    return this.cache?.pods.values() ?? [];
+  }
+
+  private attach(handlers: WatchHandlers<Pod>): void {
+    const pods = this.cache!.pods;
+    for (const pod of pods.values()) handlers.onAdd?.(pod, true);
+    this.followers.set(handlers, pods.subscribe(handlers));
   }
 
   async stop(): Promise<void> {

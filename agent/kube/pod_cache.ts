@@ -3,7 +3,7 @@ import type { SelfMetrics } from '../metrics.ts';
 import type { KubeRequester } from './connection.ts';
 import { ListWatch, type ListWatchOptions } from './list_watch.ts';
 import { needsOwnerLookup, OwnerCache, type OwnerCacheOptions } from './owner_cache.ts';
-import type { ContainerStatusSummary, ContainerSummary, KubeObject, OwnerReference, Pod } from './types.ts';
+import type { ContainerStateSummary, ContainerStatusSummary, ContainerSummary, KubeObject, OwnerReference, Pod, PodConditionSummary } from './types.ts';
 
 /**
  * The pods of this node, for log enrichment, read synchronously and never waited for.
@@ -337,14 +337,30 @@ export function mirrorHash(pod: Pod): string | undefined {
   return a[CONFIG_HASH_ANNOTATION] || a[MIRROR_ANNOTATION];
 }
 
-/** What the cache keeps of a pod: metadata (without managedFields), container names/images/statuses. */
+/**
+ * What the cache keeps of a pod: metadata (without managedFields), container names/images/statuses,
+ * and the conditions and container states' times and reasons the pod startup tracker reads (it
+ * follows this cache's watch rather than opening a second one).
+ */
 export function slimPod(raw: KubeObject): Pod {
   const p = raw as Pod & { spec?: Record<string, unknown>; status?: Record<string, unknown> };
   const containers = (list: unknown): ContainerSummary[] | undefined =>
     Array.isArray(list) ? list.map((c: ContainerSummary) => ({ name: c.name, image: c.image })) : undefined;
   const statuses = (list: unknown): ContainerStatusSummary[] | undefined =>
     Array.isArray(list)
-      ? list.map((s: ContainerStatusSummary) => ({ name: s.name, containerID: s.containerID, image: s.image, imageID: s.imageID, restartCount: s.restartCount }))
+      ? list.map((s: ContainerStatusSummary) => ({
+          name: s.name,
+          containerID: s.containerID,
+          image: s.image,
+          imageID: s.imageID,
+          restartCount: s.restartCount,
+          state: slimState(s.state),
+          lastState: slimState(s.lastState),
+        }))
+      : undefined;
+  const conditions = (list: unknown): PodConditionSummary[] | undefined =>
+    Array.isArray(list)
+      ? list.map((c: PodConditionSummary) => ({ type: c.type, status: c.status, reason: c.reason, lastTransitionTime: c.lastTransitionTime }))
       : undefined;
   const { managedFields: _m, ...metadata } = p.metadata;
   return {
@@ -361,9 +377,20 @@ export function slimPod(raw: KubeObject): Pod {
       podIP: p.status.podIP as string | undefined,
       hostIP: p.status.hostIP as string | undefined,
       startTime: p.status.startTime as string | undefined,
+      conditions: conditions(p.status.conditions),
       containerStatuses: statuses(p.status.containerStatuses),
       initContainerStatuses: statuses(p.status.initContainerStatuses),
       ephemeralContainerStatuses: statuses(p.status.ephemeralContainerStatuses),
     },
+  };
+}
+
+function slimState(st: ContainerStateSummary | undefined): ContainerStateSummary | undefined {
+  if (!st) return undefined;
+  const { running, waiting, terminated } = st;
+  return {
+    running: running && { startedAt: running.startedAt },
+    waiting: waiting && { reason: waiting.reason },
+    terminated: terminated && { startedAt: terminated.startedAt, finishedAt: terminated.finishedAt, reason: terminated.reason },
   };
 }

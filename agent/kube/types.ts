@@ -1,3 +1,5 @@
+import type { WatchHandlers } from './list_watch.ts';
+
 /**
  * The slices of Kubernetes API objects the agent reads. Hand-written rather than the generated
  * client models: those are classes with Date fields built by a deserialiser, while the watch loop
@@ -69,9 +71,28 @@ export interface ContainerStatusSummary {
   image?: string;
   imageID?: string;
   restartCount?: number;
+  /** The timestamps and reasons only (the pod startup tracker's stages and failures), no messages. */
+  state?: ContainerStateSummary;
+  lastState?: ContainerStateSummary;
 }
 
-/** What the pod cache keeps of a Pod (see `slimPod`): enough for log enrichment, not the spec. */
+export interface ContainerStateSummary {
+  running?: { startedAt?: string };
+  waiting?: { reason?: string };
+  terminated?: { startedAt?: string; finishedAt?: string; reason?: string };
+}
+
+export interface PodConditionSummary {
+  type: string;
+  status: string;
+  reason?: string;
+  lastTransitionTime?: string;
+}
+
+/**
+ * What the pod cache keeps of a Pod (see `slimPod`): enough for log enrichment and for the pod
+ * startup tracker, which reads the same watch; not the spec.
+ */
 export interface Pod extends KubeObject {
   spec?: {
     nodeName?: string;
@@ -85,10 +106,20 @@ export interface Pod extends KubeObject {
     podIP?: string;
     hostIP?: string;
     startTime?: string;
+    conditions?: PodConditionSummary[];
     containerStatuses?: ContainerStatusSummary[];
     initContainerStatuses?: ContainerStatusSummary[];
     ephemeralContainerStatuses?: ContainerStatusSummary[];
   };
+}
+
+/**
+ * This node's pods as the agent's one node-filtered list+watch sees them, for a reader besides log
+ * enrichment (agent/enrichment/shared_pod_cache.ts).
+ */
+export interface NodePods {
+  follow(handlers: WatchHandlers<Pod>): () => void;
+  values(): Iterable<Pod>;
 }
 
 /** `namespace/name` for namespaced objects, `name` for cluster-scoped ones (client-go's key). */

@@ -1,4 +1,5 @@
 import type { KubeAccess } from '../kube/kube_access.ts';
+import type { NodePods } from '../kube/types.ts';
 import type { Logger } from '../log.ts';
 import type { SelfMetrics } from '../metrics.ts';
 import type { Emitter } from '../pipeline.ts';
@@ -20,6 +21,8 @@ export interface SourceContext {
   unackedWindow: () => number;
   /** Where finished cluster spans are kept for the status page. */
   spanLog?: SpanLog;
+  /** This node's pods from the agent's one pod watch (the one enrichment uses), for the pod startup tracker. */
+  nodePods?: NodePods;
 }
 
 /**

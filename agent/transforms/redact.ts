@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { Attributes, AttributeValue, Body, LogRecord } from '../record.ts';
+import { namedMap } from '../config/types.ts';
 import { transformCommon } from './common_config.ts';
 import { BUILTIN_PATTERNS, customPattern, DEFAULT_PATTERNS, type RedactPattern } from './redact_patterns.ts';
 import type { Outlet, Transform, TransformContext } from './transform.ts';
@@ -15,9 +16,9 @@ export const redactConfig = z.strictObject({
   ...transformCommon,
   /** Built-in patterns to apply. */
   patterns: z.array(builtinName).default(DEFAULT_PATTERNS),
-  /** Name -> RE2 regex. */
-  custom: z
-    .record(
+  /** Name -> RE2 regex (a name like `password` says what it finds: the regex is no secret). */
+  custom: namedMap(
+    z.record(
       z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'pattern names are lowercase letters, digits, _ and -'),
       z.string().transform((source, ctx) => {
         try {
@@ -28,8 +29,8 @@ export const redactConfig = z.strictObject({
         }
         return source;
       }),
-    )
-    .default({}),
+    ),
+  ).default({}),
   /** What a secret is replaced with; `{pattern}` is the pattern's name. */
   replacement: z.string().default('[REDACTED]'),
   /** Redact the body: a text body, or every string in a parsed one. */

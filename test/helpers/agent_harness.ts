@@ -121,6 +121,8 @@ export function agentConfigYaml(
     kubernetes?: Record<string, Scalar>;
     /** `shutdown_timeout`, 10s unless given. */
     shutdownTimeout?: string;
+    /** More sources beside `containers` (not read by the file output), by name: their keys. */
+    moreSources?: Record<string, Record<string, ConfigValue>>;
   } = {},
 ): string {
   const source: Record<string, ConfigValue> = {
@@ -145,6 +147,7 @@ export function agentConfigYaml(
     '    type: container_logs',
     `    include: [${q(join(tree.containersDir, '*.log'))}]`,
     ...Object.entries(source).map(([k, v]) => `    ${k}: ${q(v)}`),
+    ...Object.entries(opts.moreSources ?? {}).flatMap(([name, keys]) => [`  ${name}:`, ...Object.entries(keys).map(([k, v]) => `    ${k}: ${q(v)}`)]),
     'outputs:',
     `  ${OUTPUT}:`,
     '    type: file',
@@ -196,6 +199,7 @@ export class AgentHarness {
   agent: Agent | undefined;
   private readonly source: Record<string, ConfigValue>;
   private readonly kubernetes: Record<string, Scalar> | undefined;
+  private readonly moreSources: Record<string, Record<string, ConfigValue>> | undefined;
   private readonly defaults: readonly string[];
   /** The tree was handed in: its owner removes it (e.g. to run a second agent over it, a restart). */
   private readonly ownsTree: boolean;
@@ -205,8 +209,11 @@ export class AgentHarness {
    * `tree`: run over an existing tree (kept on stop(), so another harness can restart over it);
    * `defaults`: source keys left at the agent's defaults (see agentConfigYaml).
    */
-  constructor(opts: { source?: Record<string, ConfigValue>; tree?: NodeTree; defaults?: readonly string[]; kubernetes?: Record<string, Scalar> } = {}) {
+  constructor(
+    opts: { source?: Record<string, ConfigValue>; tree?: NodeTree; defaults?: readonly string[]; kubernetes?: Record<string, Scalar>; moreSources?: Record<string, Record<string, ConfigValue>> } = {},
+  ) {
     this.source = opts.source ?? {};
+    this.moreSources = opts.moreSources;
     this.kubernetes = opts.kubernetes;
     this.defaults = opts.defaults ?? [];
     this.ownsTree = opts.tree === undefined;
@@ -215,7 +222,7 @@ export class AgentHarness {
 
   async start(): Promise<this> {
     requireNode24();
-    const config = parseConfig(agentConfigYaml(this.tree, { source: this.source, defaults: this.defaults, kubernetes: this.kubernetes }), 'harness.yaml', {});
+    const config = parseConfig(agentConfigYaml(this.tree, { source: this.source, defaults: this.defaults, kubernetes: this.kubernetes, moreSources: this.moreSources }), 'harness.yaml', {});
     this.agent = new Agent(config, createLogger('debug', (line) => this.logs.push(line)));
     await this.agent.start();
     return this;
