@@ -578,6 +578,8 @@ interface SavedState {
 
 /** One line of the API server's audit log (the fields the tests read). */
 export interface AuditEntry {
+  /** One request: a watch has two entries (ResponseStarted, ResponseComplete) under one id. */
+  auditID: string;
   stage: string;
   verb: string;
   requestURI: string;

@@ -152,6 +152,15 @@ export function leastPrivilegeChecks(plane: SuiteControlPlane): void {
         expect(refused, `${id.user}: requests refused (403)`).toEqual([]);
         expect([...used].sort(), `${id.user}: used (audit log) vs granted (kubectl auth can-i --list)`).toEqual([...granted].sort());
       }
+      // the node agent of deploy/base: one LIST and one WATCH of its node's pods, shared by enrichment
+      // and the pod startup tracker
+      const podRequests = (verb: string) =>
+        new Set(
+          audit
+            .filter((e) => e.user.username === cp.nodeAgent.user && Date.parse(e.requestReceivedTimestamp) >= since && e.objectRef?.resource === 'pods' && !e.objectRef.subresource && e.verb === verb)
+            .map((e) => e.auditID),
+        ).size;
+      expect({ list: podRequests('list'), watch: podRequests('watch') }, `${cp.nodeAgent.user}: requests for pods`).toEqual({ list: 1, watch: 1 });
     }, 600_000);
   });
 }
