@@ -179,6 +179,18 @@ export class Agent {
     this.metrics.declareOutput(name, runner.buffer.type);
   }
 
+  /**
+   * The source's default `max_unacked_bytes`, from the outputs it feeds now: asked before every read,
+   * so worked out once per config (a reload swaps `this.config`).
+   */
+  private unackedWindowOf(name: string): () => number {
+    let memo: { config: AgentConfig; bytes: number } | undefined;
+    return () => {
+      if (memo?.config !== this.config) memo = { config: this.config, bytes: autoUnackedWindow(outputsFedBy(this.config, name).map((o) => this.config.outputs[o]!)) };
+      return memo.bytes;
+    };
+  }
+
   /** A source and the enrich stage in front of it (if any), not started and not yet registered. */
   private source(name: string, srcCfg: AgentConfig['sources'][string], config: AgentConfig): BuiltSource {
     const { emitter, stage } = this.emitter(name, srcCfg);
@@ -189,7 +201,7 @@ export class Agent {
       log: this.log,
       emitter,
       kube: this.kube,
-      unackedWindow: () => autoUnackedWindow(outputsFedBy(this.config, name).map((o) => this.config.outputs[o]!)),
+      unackedWindow: this.unackedWindowOf(name),
       spanLog: this.spanLog,
       nodePods: this.kube.enabled ? this.podCache : undefined,
     });

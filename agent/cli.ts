@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=8 --max-old-space-size=256
+#!/usr/bin/env -S node --max-semi-space-size=16 --min-semi-space-size=16 --max-old-space-size=256
 import { parseArgs } from 'node:util';
 import { processSignals } from './process_signals.ts';
 import { VERSION } from './version.ts';

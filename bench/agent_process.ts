@@ -67,7 +67,7 @@ export async function runAgent(o: AgentRunOptions): Promise<Measurement> {
   const tail = new TailBuffer();
   const cli = join(o.repoRoot, 'agent/cli.ts');
   const start = performance.now();
-  const child = spawn(process.execPath, [...agentNodeFlags(), cli, 'run', '--config', configPath], { cwd: o.repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...agentNodeFlags(cli), cli, 'run', '--config', configPath], { cwd: o.repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
   const onData = (b: Buffer) => {
     tail.push(b);
     fs.writeSync(log, b);
@@ -168,7 +168,8 @@ export class AgentChild {
     this.logPath = join(workDir, 'agent.log');
     this.logFd = fs.openSync(this.logPath, 'w');
     this.url = `http://${listen}/metrics`;
-    this.child = spawn(process.execPath, [...agentNodeFlags(), join(repoRoot, 'agent/cli.ts'), 'run', '--config', configPath], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    const cli = join(repoRoot, 'agent/cli.ts');
+    this.child = spawn(process.execPath, [...agentNodeFlags(cli), cli, 'run', '--config', configPath], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
     const onData = (b: Buffer) => {
       this.tail.push(b);
       fs.writeSync(this.logFd, b);

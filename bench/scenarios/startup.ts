@@ -86,7 +86,7 @@ async function timeStart(repoRoot: string, tree: Tree, work: string, timeoutMs: 
   fs.writeFileSync(configPath, stringify(config));
   const log = fs.openSync(join(work, 'agent.log'), 'a');
   const began = performance.now();
-  const child: ChildProcess = spawn(process.execPath, [...agentNodeFlags(), join(repoRoot, 'agent/cli.ts'), 'run', '--config', configPath], {
+  const child: ChildProcess = spawn(process.execPath, [...agentNodeFlags(join(repoRoot, 'agent/cli.ts')), join(repoRoot, 'agent/cli.ts'), 'run', '--config', configPath], {
     cwd: repoRoot,
     stdio: ['ignore', 'ignore', log],
   });

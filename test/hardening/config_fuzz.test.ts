@@ -1,7 +1,8 @@
 import fc from 'fast-check';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { ConfigError, MAX_CONFIG_BYTES, parseConfig } from '../../agent/config/load.ts';
+import { FuzzRuns } from '../helpers/fuzz_runs.ts';
 
 /**
  * Issue 11 item 10, the config loader: property-based tests (fast-check) of `parseConfig`, which
@@ -13,18 +14,8 @@ import { ConfigError, MAX_CONFIG_BYTES, parseConfig } from '../../agent/config/l
  * environment appears in an error. FUZZ_RUNS scales every property's run count (default 1);
  * FUZZ_SEED replays a failure.
  */
-const SCALE = Number(process.env.FUZZ_RUNS ?? 1);
-const SEED = process.env.FUZZ_SEED === undefined ? undefined : Number(process.env.FUZZ_SEED);
-let totalRuns = 0;
-const started = performance.now();
-function check<T>(runs: number, arb: fc.Arbitrary<T>, predicate: (v: T) => void): void {
-  const numRuns = Math.max(1, Math.round(runs * SCALE));
-  totalRuns += numRuns;
-  fc.assert(fc.property(arb, predicate), { numRuns, ...(SEED === undefined ? {} : { seed: SEED }) });
-}
-afterAll(() => {
-  console.log(`config fuzz: ${totalRuns} generated configs in ${((performance.now() - started) / 1000).toFixed(1)} s (FUZZ_RUNS=${SCALE})`);
-});
+const fuzz = new FuzzRuns('config fuzz: {n} generated configs');
+const check = fuzz.check.bind(fuzz);
 
 const MAX_MESSAGE = 51 * 1002 + 4096;
 

@@ -20,6 +20,7 @@ import { parseLogfmt } from '../../parsers/logfmt.ts';
 import { MultilineGrouper, type MultilineRecord } from '../../parsers/multiline.ts';
 import { PartialMerger } from '../../parsers/partial_merger.ts';
 import { memoryLog } from '../helpers/buffer_fixtures.ts';
+import { FuzzRuns } from '../helpers/fuzz_runs.ts';
 
 /**
  * Issue 11 item 10: property-based tests (fast-check) of every parser and loader that reads what a
@@ -28,18 +29,8 @@ import { memoryLog } from '../helpers/buffer_fixtures.ts';
  * time limit), nothing that grows without bound (outputs and held state checked against the limits).
  * FUZZ_RUNS scales every property's run count (default 1); FUZZ_SEED replays a failure.
  */
-const SCALE = Number(process.env.FUZZ_RUNS ?? 1);
-const SEED = process.env.FUZZ_SEED === undefined ? undefined : Number(process.env.FUZZ_SEED);
-let totalRuns = 0;
-const started = performance.now();
-function check<T>(runs: number, arb: fc.Arbitrary<T>, predicate: (v: T) => void): void {
-  const numRuns = Math.max(1, Math.round(runs * SCALE));
-  totalRuns += numRuns;
-  fc.assert(fc.property(arb, predicate), { numRuns, ...(SEED === undefined ? {} : { seed: SEED }) });
-}
-afterAll(() => {
-  console.log(`fuzz: ${totalRuns} generated inputs in ${((performance.now() - started) / 1000).toFixed(1)} s (FUZZ_RUNS=${SCALE})`);
-});
+const fuzz = new FuzzRuns('fuzz: {n} generated inputs');
+const check = fuzz.check.bind(fuzz);
 
 const scratch = mkdtempSync(join(tmpdir(), 'kta-fuzz-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -306,8 +297,7 @@ describe('issue 11 item 10: property-based tests of parsers and loaders', () => 
       { minLength: 1, maxLength: 4 },
     );
     let cases = 0;
-    const numRuns = Math.max(1, Math.round(300 * SCALE));
-    totalRuns += numRuns;
+    const params = fuzz.params(300);
     await fc.assert(
       fc.asyncProperty(damage, async (ops) => {
         let bytes = Buffer.from(clean);
@@ -343,8 +333,8 @@ describe('issue 11 item 10: property-based tests of parsers and loaders', () => 
         rmSync(dataDir, { recursive: true, force: true });
         cases++;
       }),
-      { numRuns, ...(SEED === undefined ? {} : { seed: SEED }) },
+      params,
     );
-    expect(cases).toBe(numRuns);
+    expect(cases).toBe(params.numRuns);
   }, 120_000);
 });

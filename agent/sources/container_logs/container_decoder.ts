@@ -231,6 +231,8 @@ export class ContainerDecoder {
       out.push({
         timestamp: r.time,
         observedTimestamp: observed,
+        severityText: undefined,
+        severityNumber: undefined,
         body: r.content,
         attributes: this.attributes(r.stream, r.incomplete === true, r.truncated),
         resource: this.resource,
@@ -258,13 +260,16 @@ export class ContainerDecoder {
     const body = this.text(j);
     if (j.truncated && !truncated) this.events.truncated();
     const attributes = this.attributes(j.stream, j.incomplete, j.truncated || truncated);
-    return { timestamp: j.time, observedTimestamp: observed, body, attributes, resource: this.resource };
+    // Severity slots from the start: the parse stage fills them in place, so every record keeps one shape.
+    return { timestamp: j.time, observedTimestamp: observed, severityText: undefined, severityNumber: undefined, body, attributes, resource: this.resource };
   }
 
   private failure(line: string, error: string, observed: string, out: LogRecord[]): void {
     out.push({
       timestamp: observed,
       observedTimestamp: observed,
+      severityText: undefined,
+      severityNumber: undefined,
       body: line,
       attributes: { 'log.file.path': this.path, 'kta.parse.error': error },
       resource: this.resource,
