@@ -1,8 +1,8 @@
 import type { Attributes } from '@opentelemetry/api';
-import type { KubeObject } from '../kube/types.ts';
+import type { KubeObject, Pod } from '../kube/types.ts';
 import { BoundedState } from './bounded_state.ts';
 import { LabelCap } from './cluster_metrics.ts';
-import { condition, conditionSince, createdMs, timeMs, type Condition } from './object_time.ts';
+import { condition, conditionSince, createdMs, timeMs } from './object_time.ts';
 import type { EventOccurrence, EventSink } from './observation.ts';
 import { spanPoint } from './span_events.ts';
 import { outcomeAttributes, type FinishedSpan, type SpanPoint } from './span_export.ts';
@@ -17,17 +17,8 @@ import type { TraceKey } from './span_ids.ts';
  * disruption conditions of the pods here.
  */
 
-interface ContainerStatus {
-  name: string;
-  restartCount?: number;
-  state?: { running?: { startedAt?: string }; waiting?: { reason?: string; message?: string }; terminated?: { finishedAt?: string; startedAt?: string; reason?: string } };
-  lastState?: { terminated?: { reason?: string } };
-}
-
-export interface Pod extends KubeObject {
-  spec?: { nodeName?: string; initContainers?: { name: string }[]; containers?: { name: string; image?: string }[] };
-  status?: { phase?: string; conditions?: Condition[]; containerStatuses?: ContainerStatus[]; initContainerStatuses?: ContainerStatus[] };
-}
+/** The pod as the agent's node-filtered watch keeps it (kube/pod_cache.ts `slimPod`): the same type either way. */
+export type { Pod } from '../kube/types.ts';
 
 interface PodState {
   done: boolean;

@@ -67,9 +67,10 @@ function render(schema: z.core.$ZodType | undefined, value: unknown, key: string
   if (Array.isArray(value)) return value.map((v) => render(def.element, v, undefined));
   if (typeof value === 'object') {
     const out: Record<string, unknown> = {};
+    const named = isNamedMap(s);
     for (const [k, v] of Object.entries(value)) {
       const child = def.type === 'object' ? def.shape?.[k] : def.type === 'record' ? def.valueType : undefined;
-      out[k] = render(child, v, isNamedMap(s) ? undefined : k);
+      out[k] = render(child, v, named ? undefined : k);
     }
     return out;
   }
