@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, chmodSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -307,13 +307,20 @@ export class ControlPlane {
     await this.namespaceReady(name);
   }
 
-  /** The audit log's entries so far (Metadata level, ResponseComplete). */
-  auditEntries(): AuditEntry[] {
+  /** The audit log's entries so far (Metadata level, ResponseStarted and ResponseComplete); `from`: a byte offset of `auditBytes()`. */
+  auditEntries(from = 0): AuditEntry[] {
     if (!existsSync(this.auditLog)) return [];
-    return readFileSync(this.auditLog, 'utf8')
+    return readFileSync(this.auditLog)
+      .subarray(from)
+      .toString('utf8')
       .split('\n')
-      .filter(Boolean)
+      .filter((l) => l.startsWith('{') && l.endsWith('}')) // whole lines only: `from` may fall inside one being written
       .map((l) => JSON.parse(l) as AuditEntry);
+  }
+
+  /** How long the audit log is now: where entries written after this moment start. */
+  auditBytes(): number {
+    return existsSync(this.auditLog) ? statSync(this.auditLog).size : 0;
   }
 
   /** Restarts kube-apiserver (etcd keeps the state); resolves when it is ready again. */

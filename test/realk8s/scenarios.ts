@@ -285,6 +285,7 @@ async function runScenario(cp: ControlPlane, root: string, otlp: OtlpReceiver, s
     await settleReports(first);
     finished.push(await first.scrape());
     await first.kill9();
+    const killedAt = cp.auditBytes();
     await scenario.during(ctx);
     let second: RealAgent;
     if (variant === 'kill') {
@@ -293,6 +294,9 @@ async function runScenario(cp: ControlPlane, root: string, otlp: OtlpReceiver, s
     } else {
       second = await leader(agents.filter((a) => a !== first));
     }
+    // What ended while nobody led is reported from the new leader's first LISTs; a step made before
+    // them can overwrite what the objects tell (README, cluster signals' bounds).
+    await listedSince(cp, killedAt, ['deployments', 'replicasets', 'persistentvolumeclaims', 'nodes']);
     await scenario.after(ctx);
     await eventsQuiet(cp, ns);
     const live = [second];
@@ -345,6 +349,24 @@ async function runScenario(cp: ControlPlane, root: string, otlp: OtlpReceiver, s
 }
 
 /** The leader's held reports go out at its next renewal: wait for one before taking the last scrape. */
+/** The cluster agent's service account completed a LIST of each of `resources` after audit-log offset `from`. */
+async function listedSince(cp: ControlPlane, from: number, resources: string[]): Promise<void> {
+  await waitFor(
+    `the new leader's first LIST of ${resources.join(', ')}`,
+    () => {
+      const listed = new Set(
+        cp
+          .auditEntries(from)
+          .filter((e) => e.verb === 'list' && e.stage === 'ResponseComplete' && e.user.username === cp.clusterAgent.user && (e.responseStatus?.code ?? 0) === 200)
+          .map((e) => e.objectRef?.resource),
+      );
+      return resources.every((r) => listed.has(r));
+    },
+    30_000,
+    250,
+  );
+}
+
 async function settleReports(a: RealAgent): Promise<void> {
   const renewals = async () => sumMetric(await a.scrape(), 'telemetry_agent_checkpoint_writes_total');
   const before = await renewals();
